@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""CPU cost of the loadavg sampler with many tracked containers: containerfs vs lxcfs.
+
+For each daemon in turn: start it, measure its idle CPU, start N "containers" (cgroup
+v1 groups /cfsbench-load-<i> in cpu, cpuacct and memory, each holding one sleeping
+process that is pid 1 of its own pid + mount namespaces and that has read
+MOUNT/proc/loadavg once, which makes the daemon track that container), then measure
+the daemon's CPU time over a quiet period with no reads.  Prints numbers; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from _harness import (
+    Cgroup,
+    Daemon,
+    DaemonError,
+    Terminated,
+    container_argv,
+    containerfs_available,
+    install_signal_handlers,
+    kill_procs,
+    log,
+    make_daemon,
+    make_workdir,
+    remove_workdir,
+    run_cleanups,
+    spawn,
+)
+
+CONTROLLERS = ("cpu", "cpuacct", "memory")
+SAMPLE_INTERVAL = 5.0  # seconds between sampling passes (lxcfs and containerfs)
+LOADAVG_RE = re.compile(r"^\d+\.\d\d \d+\.\d\d \d+\.\d\d \d+/\d+ \d+\n?$")
+# The container's init: read loadavg once through the mount (records the output and
+# cat's status), then sleep as pid 1 until killed.
+CONTAINER_SCRIPT = (
+    'cat "$1" > "$2.out" 2> "$2.err"; echo $? > "$2.tmp"; mv "$2.tmp" "$2.rc"; '
+    "exec sleep infinity"
+)
+
+
+@dataclass
+class Measurement:
+    daemon: str
+    containers: int
+    idle_cpu_pct: float | None = None
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    rss_mib: float = 0.0
+    threads: int = 0
+    setup_s: float = 0.0
+    sample: str = ""
+
+    @property
+    def cpu_pct(self) -> float:
+        return 100.0 * self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def ms_per_pass(self) -> float:
+        return 1000.0 * self.cpu_s / (self.wall_s / SAMPLE_INTERVAL) if self.wall_s else 0.0
+
+
+def cpu_snapshot(pid: int) -> dict[int, float]:
+    """CPU seconds (user+system) of the daemon and each live descendant, by pid.
+
+    The daemon's entry includes the CPU of children it has already reaped.
+    """
+    root = psutil.Process(pid)
+    t = root.cpu_times()
+    snap = {pid: t.user + t.system + t.children_user + t.children_system}
+    for child in root.children(recursive=True):
+        try:
+            ct = child.cpu_times()
+            snap[child.pid] = ct.user + ct.system
+        except psutil.NoSuchProcess:
+            pass
+    return snap
+
+
+def measure_cpu(pid: int, seconds: float) -> tuple[float, float]:
+    """(CPU seconds used by the daemon tree, wall seconds) over ``seconds``."""
+    before = cpu_snapshot(pid)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = cpu_snapshot(pid)
+    wall = time.monotonic() - t0
+    cpu = sum(v - before.get(p, 0.0) for p, v in after.items())
+    return cpu, wall
+
+
+def start_containers(cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path,
+                     timeout: float) -> tuple[list[subprocess.Popen[bytes]], str, float]:
+    """Start one container per cgroup; wait until each has read loadavg once.
+
+    Returns the unshare processes, a sample of what the containers read, and the
+    seconds it took.  Raises if a read failed or returned something implausible.
+    """
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    outdir.mkdir()
+    t0 = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, cg in enumerate(cgroups):
+            argv = ["sh", "-c", CONTAINER_SCRIPT, "cfsbench-ct", str(loadavg), str(outdir / str(i))]
+            procs.append(spawn(container_argv(cg, argv), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        pending = set(range(len(cgroups)))
+        deadline = time.monotonic() + timeout
+        while pending:
+            pending = {i for i in pending if not (outdir / f"{i}.rc").exists()}
+            dead = [i for i in pending if procs[i].poll() is not None]
+            if dead:
+                raise RuntimeError(f"container {dead[0]} exited with status "
+                                   f"{procs[dead[0]].returncode} before reading loadavg")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} containers did not read loadavg "
+                                   f"within {timeout:.0f}s")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        bad: list[str] = []
+        sample = ""
+        for i in range(len(cgroups)):
+            rc = (outdir / f"{i}.rc").read_text().strip()
+            out = (outdir / f"{i}.out").read_text(errors="replace")
+            if rc != "0" or not LOADAVG_RE.match(out):
+                err = (outdir / f"{i}.err").read_text(errors="replace").strip()
+                bad.append(f"container {i}: cat status {rc}, output {out!r} {err}")
+            elif not sample:
+                sample = out.strip()
+        if bad:
+            raise RuntimeError(f"{len(bad)} of {len(cgroups)} containers read a bad "
+                               f"loadavg, e.g. {bad[0]}")
+        return procs, sample, elapsed
+    except BaseException:
+        kill_procs(procs)
+        raise
+
+
+def stop_containers(procs: list[subprocess.Popen[bytes]], cgroups: Sequence[Cgroup]) -> None:
+    kill_procs(procs)
+    procs.clear()
+    for cg in cgroups:
+        cg.kill_all()
+
+
+def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argparse.Namespace,
+                 containers: list[subprocess.Popen[bytes]]) -> Measurement:
+    daemon: Daemon = make_daemon(name, workdir, args.containerfs_arg)
+    m = Measurement(name, len(cgroups))
+    try:
+        daemon.start(ready_file="proc/loadavg")
+        if args.baseline_seconds > 0:
+            log(f"{name}: idle CPU over {args.baseline_seconds:g}s (no container tracked)")
+            cpu, wall = measure_cpu(daemon.pid, args.baseline_seconds)
+            m.idle_cpu_pct = 100.0 * cpu / wall
+        log(f"{name}: starting {len(cgroups)} containers, each reads proc/loadavg once")
+        procs, m.sample, m.setup_s = start_containers(
+            cgroups, daemon.mountpoint / "proc" / "loadavg", workdir / "out",
+            timeout=60 + 0.5 * len(cgroups))
+        containers.extend(procs)
+        log(f"{name}: {len(cgroups)} containers up in {m.setup_s:.1f}s; sample read: "
+            f"{m.sample!r}; settling {args.settle:g}s")
+        time.sleep(args.settle)
+        log(f"{name}: measuring CPU over {args.seconds:g}s with no reads")
+        m.cpu_s, m.wall_s = measure_cpu(daemon.pid, args.seconds)
+        proc = psutil.Process(daemon.pid)
+        m.rss_mib = proc.memory_info().rss / 2**20
+        m.threads = proc.num_threads()
+        if daemon.proc is not None and daemon.proc.poll() is not None:
+            raise DaemonError(f"{name} died during the measurement; log:\n{daemon.log_tail()}")
+        log(f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass")
+        return m
+    finally:
+        run_cleanups([("stop containers", lambda: stop_containers(containers, cgroups)),
+                      (f"stop {name}", daemon.stop)])
+        install_signal_handlers()  # run_cleanups ignored them; the next daemon follows
+
+
+def print_results(ms: list[Measurement], notes: list[str]) -> None:
+    print()
+    print(f"{'daemon':<12} {'containers':>10} {'idle CPU%':>9} {'CPU%':>7} {'ms/5s pass':>10} "
+          f"{'ms/pass/container':>17} {'RSS MiB':>8} {'threads':>7} {'setup s':>7}")
+    for m in ms:
+        idle = f"{m.idle_cpu_pct:.2f}" if m.idle_cpu_pct is not None else "-"
+        per = m.ms_per_pass / m.containers if m.containers else 0.0
+        print(f"{m.daemon:<12} {m.containers:>10} {idle:>9} {m.cpu_pct:>7.2f} "
+              f"{m.ms_per_pass:>10.1f} {per:>17.3f} {m.rss_mib:>8.1f} {m.threads:>7} "
+              f"{m.setup_s:>7.1f}")
+    by = {m.daemon: m for m in ms}
+    if "containerfs" in by and "lxcfs" in by and by["lxcfs"].cpu_pct > 0:
+        ratio = by["containerfs"].cpu_pct / by["lxcfs"].cpu_pct
+        print(f"\nratio containerfs/lxcfs (CPU over the quiet period): {ratio:.2f}")
+    for m in ms:
+        print(f"{m.daemon} sample loadavg read in a container: {m.sample!r}")
+    for note in notes:
+        print(f"note: {note}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--containers", type=int, default=250, help="containers (default 250)")
+    ap.add_argument("--seconds", type=float, default=30.0,
+                    help="quiet measurement period in seconds (default 30)")
+    ap.add_argument("--baseline-seconds", type=float, default=10.0,
+                    help="idle measurement before any container is tracked (0 = skip)")
+    ap.add_argument("--settle", type=float, default=6.0,
+                    help="seconds between the last container read and the measurement")
+    ap.add_argument("--fs", default="containerfs,lxcfs", help="daemons, in order")
+    ap.add_argument("--containerfs-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for `containerfs mount` (repeatable)")
+    args = ap.parse_args(argv)
+    fs_list = [f for f in args.fs.split(",") if f]
+    for fs in fs_list:
+        if fs not in ("containerfs", "lxcfs"):
+            ap.error(f"unknown daemon {fs!r}")
+    if os.geteuid() != 0:
+        ap.error("must run as root (creates cgroups, mounts FUSE)")
+    install_signal_handlers()
+
+    notes: list[str] = []
+    if "containerfs" in fs_list and (why := containerfs_available()):
+        log(f"skipping containerfs: {why}")
+        notes.append(f"containerfs skipped: {why}")
+        fs_list.remove("containerfs")
+    if "lxcfs" in fs_list and shutil.which("lxcfs") is None:
+        notes.append("lxcfs not installed: skipped")
+        fs_list.remove("lxcfs")
+
+    print(f"# bench_loadavg: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel "
+          f"{platform.release()}, {os.cpu_count()} cpus, loadavg at start "
+          f"{os.getloadavg()[0]:.2f}, {args.containers} containers, {args.seconds:g}s quiet "
+          f"period", flush=True)
+
+    cgroups: list[Cgroup] = []
+    containers: list[subprocess.Popen[bytes]] = []
+    workdirs: list[Path] = []
+    results: list[Measurement] = []
+    status = 0
+    try:
+        for i in range(args.containers):
+            cg = Cgroup(f"cfsbench-load-{i}", CONTROLLERS)
+            cgroups.append(cg)
+            cg.create()
+        log(f"created {len(cgroups)} cgroups /cfsbench-load-<i> in {', '.join(CONTROLLERS)}")
+        for fs in fs_list:
+            workdir = make_workdir(f"load-{fs}")
+            workdirs.append(workdir)
+            try:
+                results.append(bench_daemon(fs, workdir, cgroups, args, containers))
+            except RuntimeError as exc:  # DaemonError, or containers failed to read
+                log(f"ERROR: {exc}")
+                notes.append(f"{fs}: {str(exc).splitlines()[0]}")
+                status = 1
+    except (KeyboardInterrupt, Terminated) as exc:
+        log(f"interrupted ({type(exc).__name__}); cleaning up")
+        status = 130
+    except Exception:  # noqa: BLE001 - report, clean up, still print what was measured
+        log(traceback.format_exc())
+        notes.append("benchmark aborted by an error (traceback on stderr)")
+        status = 1
+    finally:
+        steps = [("stop containers", lambda: stop_containers(containers, cgroups))]
+        steps += [(f"remove /{cg.name}", cg.remove) for cg in cgroups]
+        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs]
+        run_cleanups(steps)
+    if results or notes:
+        print_results(results, notes)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

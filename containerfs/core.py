@@ -1,0 +1,158 @@
+"""The filesystem without FUSE: a tree of views, per-handle snapshots, host fallback.
+
+A read at offset 0 renders fresh content for the reading process and keeps it with the
+handle; later offsets are served from that snapshot, so a file read in small chunks is
+consistent and a reader that re-reads at offset 0 (top) sees live values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from typing import NamedTuple
+
+from containerfs.cgroup.layout import Hierarchies, detect
+from containerfs.cgroup.reader import CgroupReader
+from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.fsread import FileCache
+from containerfs.host import HostFiles
+from containerfs.ratelimit import RateLimitedLog
+from containerfs.resolve import Resolver
+from containerfs.sampler import LoadSampler
+from containerfs.state import StateRegistry
+from containerfs.views.base import View, ViewContext
+from containerfs.views.registry import VIEWS, directories
+
+log = logging.getLogger(__name__)
+
+
+class Options(NamedTuple):
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    cgroup_root: str = "/sys/fs/cgroup"
+    use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.opens = 0
+        self.renders = 0
+        self.host_reads = 0  # readers on the host, served the host's file by design
+        self.fallbacks = 0  # container readers served the host's file after an error
+
+
+class _Handle:
+    __slots__ = ("snapshot", "view")
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.snapshot: bytes | None = None
+
+
+class ContainerFS:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.files = FileCache()
+        self.host = HostFiles(options.proc_root, options.sys_root, self.files)
+        self.hierarchies: Hierarchies = detect(options.cgroup_root)
+        self.clock_ticks = os.sysconf("SC_CLK_TCK")
+        self.cgroups = CgroupReader(self.hierarchies, self.clock_ticks, self.files)
+        self.resolver = Resolver(options.proc_root)
+        self.registry = StateRegistry()
+        self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry)
+        self.stats = Stats()
+        self._errors = RateLimitedLog(log)
+        self._handles: dict[int, _Handle] = {}
+        self._handle_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._directories = directories()
+
+    # -- tree ------------------------------------------------------------------------
+
+    @staticmethod
+    def views() -> list[str]:
+        return list(VIEWS)
+
+    @staticmethod
+    def _key(path: str) -> str:
+        return path.strip("/")
+
+    def is_dir(self, path: str) -> bool:
+        key = self._key(path)
+        if key in self._directories:
+            return True
+        if key in VIEWS:
+            return False
+        raise NotFound(path)
+
+    def listdir(self, path: str) -> list[str]:
+        key = self._key(path)
+        if key not in self._directories:
+            raise NotFound(path)
+        prefix = key + "/" if key else ""
+        names = {
+            p[len(prefix) :].split("/", 1)[0]
+            for p in VIEWS.keys() | self._directories
+            if p.startswith(prefix) and p != key
+        }
+        return sorted(name for name in names if name)
+
+    # -- files -----------------------------------------------------------------------
+
+    def open(self, path: str, writing: bool) -> int:
+        if self.is_dir(path):
+            raise IsADirectory(path)
+        if writing:
+            raise ReadOnly(path)
+        handle_id = next(self._handle_ids)
+        with self._lock:
+            self._handles[handle_id] = _Handle(VIEWS[self._key(path)])
+            self.stats.opens += 1
+        return handle_id
+
+    def read(self, handle_id: int, size: int, offset: int, pid: int) -> bytes:
+        handle = self._handles.get(handle_id)
+        if handle is None:
+            raise BadHandle(handle_id)
+        if offset == 0 or handle.snapshot is None:
+            handle.snapshot = self.render(handle.view, pid)
+        return handle.snapshot[offset : offset + size]
+
+    def release(self, handle_id: int) -> None:
+        with self._lock:
+            self._handles.pop(handle_id, None)
+
+    def render_path(self, path: str, pid: int) -> bytes:
+        if self.is_dir(path):
+            raise IsADirectory(path)
+        return self.render(VIEWS[self._key(path)], pid)
+
+    def render(self, view: View, pid: int) -> bytes:
+        """What process pid reads at view: its container's figures, or the host's file."""
+        try:
+            container = self.resolver.resolve(pid)
+            if container is None:
+                self.stats.host_reads += 1
+                return view.host_content(self.host).encode()
+            state, created = self.registry.get(self.cgroups.identity(container.cgroups), container.cgroups)
+            if created:
+                # Tracking starts at the first read: fill the task counts right away.
+                self.sampler.refresh(state)
+            ctx = ViewContext(self.host, self.cgroups, container, state, self.sampler,
+                              self.options.use_quota, self.clock_ticks)  # fmt: skip
+            text = view.render(ctx)
+            self.stats.renders += 1
+            return text.encode()
+        except Exception as err:  # a reader must never take the daemon down
+            self.stats.fallbacks += 1
+            expected = isinstance(err, (OSError, ValueError, LookupError))
+            self._errors.warning(
+                f"{view.path}:{type(err).__name__}",
+                "%s for pid %d: %s; serving the host's file",
+                view.path, pid, err if expected else repr(err),
+            )  # fmt: skip
+            if not expected:
+                log.debug("unexpected error rendering %s", view.path, exc_info=True)
+            return view.host_content(self.host).encode()

@@ -1,0 +1,96 @@
+"""`containerfs mount` and `umount`: mountpoint checks, then the FUSE adapter."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import os
+import subprocess
+import sys
+
+from containerfs.core import ContainerFS, Options
+from containerfs.fsread import read_text
+from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+
+log = logging.getLogger("containerfs")
+
+
+class MountpointBusy(Exception):
+    pass
+
+
+def _mount_at(proc_root: str, mountpoint: str) -> Mount | None:
+    """The topmost mount at mountpoint, if any."""
+    found = None
+    for mount in parse_mountinfo(read_text(os.path.join(proc_root, "self/mountinfo"))):
+        if mount.mountpoint == mountpoint:
+            found = mount
+    return found
+
+
+def _is_dead(mountpoint: str) -> bool:
+    try:
+        os.stat(mountpoint)
+    except OSError as err:
+        # A FUSE mount whose daemon died answers ENOTCONN until it is detached.
+        return err.errno == errno.ENOTCONN
+    return False
+
+
+def _detach(mountpoint: str) -> None:
+    subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=True, capture_output=True)
+
+
+def prepare_mountpoint(proc_root: str, mountpoint: str) -> None:
+    """Make mountpoint ready for a new daemon, or raise MountpointBusy saying why not."""
+    mount = _mount_at(proc_root, mountpoint)
+    if mount is not None:
+        if _is_dead(mountpoint) and mount.fstype.startswith("fuse"):
+            log.warning("%s: detaching the dead mount of a daemon that is gone", mountpoint)
+            _detach(mountpoint)
+        elif mount.fstype == "fuse.containerfs":
+            raise MountpointBusy(f"{mountpoint} is already served by a running containerfs daemon")
+        else:
+            raise MountpointBusy(f"{mountpoint} is already a mount point ({mount.fstype} from {mount.source})")
+    os.makedirs(mountpoint, exist_ok=True)
+
+
+def _configure_logging(foreground: bool, level: str) -> None:
+    if foreground:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s containerfs %(levelname)s %(message)s"))
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler("/dev/log")
+        handler.setFormatter(logging.Formatter("containerfs[%(process)d]: %(levelname)s %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -> int:
+    _configure_logging(foreground, log_level)
+    mountpoint = os.path.abspath(mountpoint)
+    try:
+        prepare_mountpoint(options.proc_root, mountpoint)
+        fs = ContainerFS(options)
+    except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
+        print(f"containerfs: cannot mount: {err}", file=sys.stderr)
+        return 1
+    from containerfs.fuse_adapter import serve
+
+    try:
+        serve(fs, mountpoint, foreground)
+    except RuntimeError as err:
+        print(f"containerfs: mounting {mountpoint} failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def umount(mountpoint: str) -> int:
+    result = subprocess.run(["fusermount3", "-u", os.path.abspath(mountpoint)], capture_output=True, text=True)
+    if result.returncode != 0:
+        print(f"containerfs: {result.stderr.strip() or 'unmount failed'}", file=sys.stderr)
+    return result.returncode

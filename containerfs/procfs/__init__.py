@@ -1,0 +1,1 @@
+"""Pure parsers and renderers for kernel /proc text formats."""

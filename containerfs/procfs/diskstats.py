@@ -1,0 +1,31 @@
+"""/proc/diskstats: `major minor name` then 11 (2.6), 15 (4.18+) or 17 (5.5+) counters."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Positions (0-based, after the name) of the counters a cgroup can supply.
+READS, SECTORS_READ, WRITES, SECTORS_WRITTEN = 0, 2, 4, 6
+DISCARDS, SECTORS_DISCARDED = 11, 13
+
+
+class DiskLine(NamedTuple):
+    major: int
+    minor: int
+    name: str
+    counters: tuple[int, ...]
+
+
+def parse_diskstats(text: str) -> list[DiskLine]:
+    disks = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        disks.append(DiskLine(int(fields[0]), int(fields[1]), fields[2], tuple(int(v) for v in fields[3:])))
+    return disks
+
+
+def render_diskstats(disks: list[DiskLine]) -> str:
+    # The kernel's format is "%4d %7d %s " followed by space-separated counters.
+    return "".join(f"{d.major:4d} {d.minor:7d} {d.name} " + " ".join(str(v) for v in d.counters) + "\n" for d in disks)

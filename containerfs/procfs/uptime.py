@@ -1,0 +1,19 @@
+"""/proc/uptime: `seconds-up idle-seconds-summed-over-cpus`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Uptime(NamedTuple):
+    up: float
+    idle: float
+
+
+def parse_uptime(text: str) -> Uptime:
+    up, idle = text.split()[:2]
+    return Uptime(float(up), float(idle))
+
+
+def render_uptime(uptime: Uptime) -> str:
+    return f"{uptime.up:.2f} {uptime.idle:.2f}\n"

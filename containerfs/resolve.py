@@ -1,0 +1,104 @@
+"""Which container a reading process belongs to.
+
+The FUSE request carries the caller's host pid.  Namespaces decide:
+
+* host pid and mount namespaces: a host process, which reads the host's files;
+* host pid namespace, own mount namespace (`docker run --pid=host`): its own cgroup;
+* own pid namespace: the cgroup of that namespace's init, for each controller where the
+  caller's cgroup lies inside the init's (a shell in a sub-cgroup sees its whole
+  container); elsewhere the caller's own cgroup (pods sharing one pid namespace, where
+  the init is the pause container: lxcfs #543).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from containerfs.fsread import read_text
+from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
+
+_MAX_CACHED_NAMESPACES = 4096
+
+
+class Container(NamedTuple):
+    cgroups: dict[str, str]  # controller -> cgroup path ("" for v2)
+    init_pid: int | None  # the pid namespace's init when its cgroups were taken, else None
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or ancestor == "/" or path.startswith(ancestor.rstrip("/") + "/")
+
+
+class Resolver:
+    def __init__(self, proc_root: str) -> None:
+        self.proc_root = proc_root
+        # The daemon runs in the host's namespaces: its own links name "the host".
+        self.host_pidns = self._ns("self", "pid")
+        self.host_mntns = self._ns("self", "mnt")
+        self._init_by_ns: dict[str, int] = {}
+
+    def _ns(self, pid: int | str, kind: str) -> str:
+        return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
+
+    def cgroups_of(self, pid: int) -> dict[str, str]:
+        return parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup"))
+
+    def resolve(self, pid: int) -> Container | None:
+        """The caller's container, or None for a host process."""
+        pidns = self._ns(pid, "pid")
+        if pidns == self.host_pidns:
+            if self._ns(pid, "mnt") == self.host_mntns:
+                return None
+            return Container(self.cgroups_of(pid), None)
+        init = self._init_of(pid, pidns)
+        own = self.cgroups_of(pid)
+        if init == pid:
+            return Container(own, pid)
+        init_cgroups = self.cgroups_of(init)
+        chosen = {}
+        for controller, path in own.items():
+            init_path = init_cgroups.get(controller)
+            chosen[controller] = init_path if init_path is not None and _within(path, init_path) else path
+        return Container(chosen, init if chosen == init_cgroups else None)
+
+    def _init_of(self, pid: int, pidns: str) -> int:
+        cached = self._init_by_ns.get(pidns)
+        if cached is not None and self._same_ns(cached, pidns):
+            return cached
+        init = self._find_init(pid, pidns)
+        if len(self._init_by_ns) >= _MAX_CACHED_NAMESPACES:
+            # Namespaces of exited containers: keep only entries that still hold.
+            self._init_by_ns = {ns: p for ns, p in self._init_by_ns.items() if self._same_ns(p, ns)}
+        self._init_by_ns[pidns] = init
+        return init
+
+    def _same_ns(self, pid: int, pidns: str) -> bool:
+        try:
+            return self._ns(pid, "pid") == pidns
+        except OSError:
+            return False
+
+    def _status(self, pid: int) -> ProcStatus:
+        return parse_proc_status(read_text(f"{self.proc_root}/{pid}/status"))
+
+    def _find_init(self, pid: int, pidns: str) -> int:
+        # Usually an ancestor: walk up while the parent shares the namespace.  A process
+        # entered with setns (docker exec) has its parent outside, hence the scan below.
+        current = pid
+        while True:
+            status = self._status(current)
+            if status.nspid[-1] == 1:
+                return current
+            if status.ppid <= 0 or not self._same_ns(status.ppid, pidns):
+                break
+            current = status.ppid
+        for entry in os.listdir(self.proc_root):
+            if not entry.isdigit() or not self._same_ns(int(entry), pidns):
+                continue
+            try:
+                if self._status(int(entry)).nspid[-1] == 1:
+                    return int(entry)
+            except (OSError, ValueError):
+                continue  # exited while we looked
+        raise LookupError(f"no init process found for pid namespace {pidns}")

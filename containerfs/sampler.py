@@ -1,0 +1,88 @@
+"""Per-container load averages: count R and D tasks every 5 s and decay like the kernel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from containerfs.cgroup.reader import CgroupGone, CgroupReader
+from containerfs.fsread import read_text
+from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
+from containerfs.state import ContainerState, StateRegistry, TaskCounts
+
+log = logging.getLogger(__name__)
+
+
+def _task_state(stat_text: str) -> str:
+    return stat_text[stat_text.rindex(")") + 2]
+
+
+class LoadSampler:
+    def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry) -> None:
+        self.proc_root = proc_root
+        self.cgroups = cgroups
+        self.registry = registry
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_pass_seconds = 0.0
+        self.total_pass_seconds = 0.0
+
+    def count(self, state: ContainerState) -> TaskCounts:
+        running = blocked = total = last_pid = 0
+        for tid in self.cgroups.thread_ids(state.cgroups):
+            try:
+                task_state = _task_state(read_text(f"{self.proc_root}/{tid}/stat"))
+            except (OSError, ValueError):
+                continue  # exited between the listing and the read
+            total += 1
+            last_pid = max(last_pid, tid)
+            if task_state == "R":
+                running += 1
+            elif task_state == "D":
+                blocked += 1
+        return TaskCounts(running, blocked, total, last_pid)
+
+    def refresh(self, state: ContainerState) -> None:
+        """Take a sample without advancing the averages (a container's first read)."""
+        state.tasks = self.count(state)
+
+    def sample_all(self) -> None:
+        started = time.monotonic()
+        for state in self.registry.all():
+            try:
+                tasks = self.count(state)
+            except CgroupGone:
+                self.registry.remove(state.key)
+                continue
+            except OSError as err:
+                log.warning("load sampling of %s failed: %s", state.key, err)
+                continue
+            active = (tasks.running + tasks.blocked) * FIXED_1
+            with state.lock:
+                state.tasks = tasks
+                state.averages = tuple(decay(load, exp, active) for load, exp in zip(state.averages, EXP))
+        self.passes += 1
+        self.last_pass_seconds = time.monotonic() - started
+        self.total_pass_seconds += self.last_pass_seconds
+
+    def _run(self) -> None:
+        deadline = time.monotonic()
+        while True:
+            deadline += SAMPLE_SECONDS
+            if self._stop.wait(max(0.0, deadline - time.monotonic())):
+                return
+            try:
+                self.sample_all()
+            except Exception:  # the sampler must outlive any one bad pass
+                log.exception("load sampling pass failed")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="loadavg-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,1 @@
+"""One module per synthesized file; registry.VIEWS maps mount paths to them."""

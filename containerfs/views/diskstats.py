@@ -1,0 +1,45 @@
+"""/proc/diskstats: the host's lines for devices the container did I/O on, its counts."""
+
+from __future__ import annotations
+
+import logging
+
+from containerfs.cgroup.records import IoDevice
+from containerfs.procfs import diskstats as ds
+from containerfs.views.base import View, ViewContext, proc_file
+
+log = logging.getLogger(__name__)
+_warned_no_counters = False
+
+SECTOR = 512
+
+
+def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
+    counters = [0] * len(host.counters)  # columns with no cgroup source (times, merges) are 0
+    for position, value in ((ds.READS, io.rios), (ds.SECTORS_READ, io.rbytes // SECTOR),
+                            (ds.WRITES, io.wios), (ds.SECTORS_WRITTEN, io.wbytes // SECTOR),
+                            (ds.DISCARDS, io.dios), (ds.SECTORS_DISCARDED, io.dbytes // SECTOR)):  # fmt: skip
+        if position < len(counters):  # discard columns exist since Linux 4.18
+            counters[position] = value
+    return host._replace(counters=tuple(counters))
+
+
+def render(ctx: ViewContext) -> str:
+    global _warned_no_counters
+    host_text = ctx.host.proc("diskstats")
+    counters = ctx.cgroups.io(ctx.paths)
+    if counters is None:
+        if not _warned_no_counters:
+            _warned_no_counters = True
+            log.warning("this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): "
+                        "containers read the host's /proc/diskstats")  # fmt: skip
+        return host_text
+    lines = [
+        container_line(disk, counters[(disk.major, disk.minor)])
+        for disk in ds.parse_diskstats(host_text)
+        if any(counters.get((disk.major, disk.minor), ()))
+    ]
+    return ds.render_diskstats(lines)
+
+
+VIEW = View("proc/diskstats", proc_file("diskstats"), render)

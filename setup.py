@@ -1,0 +1,18 @@
+from setuptools import find_packages, setup
+
+from containerfs import __version__
+
+setup(
+    name="containerfs",
+    version=__version__,
+    description="Per-container /proc and /sys views (meminfo, cpuinfo, stat, loadavg, "
+    "uptime, diskstats, swaps, cpu/online) served by a FUSE daemon from cgroup v1/v2 counters",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["containerfs", "containerfs.*"]),
+    install_requires=["mfusepy>=3.0", "psutil>=5.8"],
+    extras_require={"test": ["pytest>=7", "cgroupspy>=0.2", "ruff"]},
+    entry_points={"console_scripts": ["containerfs=containerfs.cli:main"]},
+)
