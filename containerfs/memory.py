@@ -74,6 +74,14 @@ def meminfo_values(host: dict[str, int], mem: MemoryCounters, v1: bool) -> dict[
         "AnonHugePages": stat.get("anon_thp"),
         "KernelStack": stat.get("kernel_stack"),
         "PageTables": stat.get("pagetables"),
+        "SecPageTables": stat.get("sec_pagetables"),
+        "Percpu": stat.get("percpu"),
+        "Zswap": stat.get("zswap"),
+        "Zswapped": stat.get("zswapped"),
+        "FileHugePages": stat.get("file_thp"),
+        "ShmemHugePages": stat.get("shmem_thp"),
+        # No cgroup counts mlocked pages, but they are a part of Unevictable.
+        "Mlocked": min(host.get("Mlocked", 0), stat.get("unevictable", 0)),
     }
     if v1:
         # v1 memory.stat has no slab breakdown; the host's figures would make free's

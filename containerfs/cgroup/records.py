@@ -10,6 +10,7 @@ MEMORY_STAT_KEYS = (
     "anon", "file", "shmem", "file_mapped", "file_dirty", "file_writeback", "anon_thp",
     "active_anon", "inactive_anon", "active_file", "inactive_file", "unevictable",
     "slab_reclaimable", "slab_unreclaimable", "kernel_stack", "pagetables", "swapcached",
+    "sec_pagetables", "percpu", "zswap", "zswapped", "file_thp", "shmem_thp",
 )  # fmt: skip
 
 

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Run the whole test suite (unit and integration) as root:  sudo ./scripts/test.sh [pytest args]
+# Installs what the integration tests drive: runc, lxcfs, fuse3, procps, sysstat.
+set -eu
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null 2>&1; then
+    need=""
+    for tool in runc lxcfs fusermount3 iostat free; do
+        command -v "$tool" >/dev/null 2>&1 || need=yes
+    done
+    if [ -n "$need" ]; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q runc lxcfs fuse3 sysstat procps python3-venv
+    fi
+    # The packaged lxcfs service would mount /var/lib/lxcfs; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet lxcfs 2>/dev/null; then
+        systemctl stop lxcfs
+    fi
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
+.venv/bin/ruff check containerfs tests benchmarks
+exec .venv/bin/python -m pytest -ra "$@"

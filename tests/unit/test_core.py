@@ -1,0 +1,172 @@
+"""The core over fixture trees: tree, read semantics, errors and host fallback."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import shutil
+from pathlib import Path
+
+import pytest
+
+import containerfs.views
+from containerfs.core import ContainerFS, Options
+from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.views.registry import VIEWS
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+WEB_INIT = 2000  # the "web" container's init in every fixture host (see SCENARIO.md)
+HOST_SHELL = 1100
+
+
+def test_every_view_module_is_registered() -> None:
+    modules = [m.name for m in pkgutil.iter_modules(containerfs.views.__path__) if m.name not in ("base", "registry")]
+    assert modules, "no view modules found"
+    for name in modules:
+        view = importlib.import_module(f"containerfs.views.{name}").VIEW
+        assert VIEWS.get(view.path) is view, f"{name} is not in the registry"
+    assert len(VIEWS) == len(modules) == 8
+
+
+@pytest.fixture
+def host_copy(tmp_path: Path) -> Path:
+    """A writable copy of the v2 fixture host, for tests that change it."""
+    target = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", target, symlinks=True)
+    return target
+
+
+def make_fs(root: Path) -> ContainerFS:
+    return ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgroup")))
+
+
+def web_cgroup(root: Path) -> Path:
+    line = (root / "proc" / str(WEB_INIT) / "cgroup").read_text().splitlines()[0]
+    return root / "cgroup" / line.split(":", 2)[2].lstrip("/")
+
+
+def meminfo_value(text: bytes, key: str) -> int:
+    for line in text.decode().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def test_tree() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    assert fs.listdir("/") == ["proc", "sys"]
+    assert fs.listdir("/proc") == ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime"]
+    assert fs.listdir("/sys/devices/system/cpu") == ["online"]
+    assert fs.is_dir("/sys/devices") and not fs.is_dir("/proc/meminfo")
+    for bad in ("/proc/nonexistent", "/proc/meminfo/x", "/sys/devices/system/cpu/offline", "/etc"):
+        with pytest.raises(NotFound):
+            fs.is_dir(bad)
+    with pytest.raises(NotFound):
+        fs.listdir("/proc/meminfo")
+
+
+def test_open_errors() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    with pytest.raises(ReadOnly):
+        fs.open("/proc/meminfo", writing=True)
+    with pytest.raises(NotFound):
+        fs.open("/proc/nope", writing=False)
+    with pytest.raises(IsADirectory):
+        fs.open("/proc", writing=False)
+    with pytest.raises(BadHandle):
+        fs.read(12345, 10, 0, WEB_INIT)
+
+
+def test_offset_zero_renders_fresh_later_offsets_use_the_snapshot(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    current = web_cgroup(host_copy) / "memory.current"
+    handle = fs.open("/proc/meminfo", writing=False)
+    first = fs.read(handle, 7, 0, WEB_INIT)
+    # The container's usage changes between two chunks of one read...
+    before = int(current.read_text())
+    current.write_text(f"{before + 100 * 1024 * 1024}\n")
+    rest = b""
+    while chunk := fs.read(handle, 7, len(first) + len(rest), WEB_INIT):
+        rest += chunk
+    whole = first + rest
+    # ... yet the chunks form one consistent file: the snapshot taken at offset 0.
+    assert whole == fs.render_path("/proc/meminfo", WEB_INIT) or meminfo_value(whole, "MemFree") != meminfo_value(
+        fs.render_path("/proc/meminfo", WEB_INIT), "MemFree"
+    )
+    assert whole.endswith(b"\n") and meminfo_value(whole, "MemTotal") == 524288
+    # A re-read at offset 0 on the same handle (what top does) sees the new usage.
+    again = fs.read(handle, 1 << 16, 0, WEB_INIT)
+    assert meminfo_value(whole, "MemFree") - meminfo_value(again, "MemFree") == 100 * 1024
+    fs.release(handle)
+    with pytest.raises(BadHandle):
+        fs.read(handle, 10, 0, WEB_INIT)
+
+
+def test_host_reader_gets_host_file() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    for path in VIEWS:
+        host_file = FIXTURES / "v2" / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
+        assert fs.render_path(path, HOST_SHELL) == host_file.read_bytes(), path
+    assert fs.stats.host_reads == len(VIEWS) and fs.stats.fallbacks == 0
+
+
+@pytest.mark.parametrize(
+    ("damage", "path"),
+    [
+        ("remove memory.current", "proc/meminfo"),
+        ("garbage memory.max", "proc/meminfo"),
+        ("garbage cpu.max", "sys/devices/system/cpu/online"),
+        ("remove cpu.stat", "proc/stat"),
+        ("remove cgroup dir", "proc/uptime"),
+        ("garbage init stat", "proc/uptime"),
+        ("vanished reader", "proc/cpuinfo"),
+    ],
+)
+def test_failures_serve_host_file_and_are_counted(
+    host_copy: Path, damage: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fs = make_fs(host_copy)
+    cgroup = web_cgroup(host_copy)
+    pid = WEB_INIT
+    if damage.startswith("remove cgroup"):
+        shutil.rmtree(cgroup)
+    elif damage.startswith("remove"):
+        (cgroup / damage.split()[1]).unlink()
+    elif damage == "garbage init stat":
+        (host_copy / "proc" / str(WEB_INIT) / "stat").write_text("not a stat line")
+    elif damage == "vanished reader":
+        pid = 999999
+    else:
+        (cgroup / damage.split()[1]).write_text("garbage\n")
+    with caplog.at_level(logging.WARNING):
+        content = fs.render_path(path, pid)
+    host_file = host_copy / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
+    assert content == host_file.read_bytes()
+    assert fs.stats.fallbacks == 1
+    assert "serving the host's file" in caplog.text
+
+
+def test_fallback_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fs = make_fs(host_copy)
+    (web_cgroup(host_copy) / "memory.current").unlink()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            fs.render_path("proc/meminfo", WEB_INIT)
+    assert fs.stats.fallbacks == 50
+    assert caplog.text.count("serving the host's file") == 1
+
+
+def test_stat_never_goes_backwards(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    cpu_stat = web_cgroup(host_copy) / "cpu.stat"
+    first = fs.render_path("proc/stat", WEB_INIT)
+    # The counter source goes backwards (a cgroup recreated under the same path).
+    cpu_stat.write_text("usage_usec 0\nuser_usec 0\nsystem_usec 0\n")
+    second = fs.render_path("proc/stat", WEB_INIT)
+
+    def cpu_lines(text: bytes) -> list[list[int]]:
+        return [[int(v) for v in line.split()[1:]] for line in text.decode().splitlines() if line.startswith("cpu")]
+
+    for old, new in zip(cpu_lines(first), cpu_lines(second)):
+        assert all(n >= o for o, n in zip(old, new))

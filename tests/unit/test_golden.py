@@ -1,0 +1,59 @@
+"""Every view for every fixture process, against reviewed golden outputs.
+
+Regenerate after an intended change with CONTAINERFS_UPDATE_GOLDEN=1, then review the
+diff of tests/golden/ like code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from containerfs.core import ContainerFS, Options
+from containerfs.views.registry import VIEWS
+
+TESTS = Path(__file__).resolve().parent.parent
+FIXTURES = TESTS / "fixtures"
+GOLDEN = TESTS / "golden"
+HOSTS = ("v1", "v2", "hybrid")
+UPDATE = os.environ.get("CONTAINERFS_UPDATE_GOLDEN") == "1"
+
+
+def readers(host: str) -> list[int]:
+    """Every process of the fixture host except the daemon itself."""
+    proc = FIXTURES / host / "proc"
+    daemon = int(os.readlink(proc / "self"))
+    # Processes only: thread ids have a status whose Tgid names another pid.
+    pids = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and int(entry.name) != daemon:
+            tgid = next(
+                line.split()[1] for line in (entry / "status").read_text().splitlines() if line.startswith("Tgid")
+            )
+            if tgid == entry.name:
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+CASES = [(host, pid, path) for host in HOSTS for pid in readers(host) for path in VIEWS]
+
+
+@pytest.fixture(scope="module")
+def filesystems() -> dict[str, ContainerFS]:
+    return {
+        host: ContainerFS(Options(*(str(FIXTURES / host / d) for d in ("proc", "sys", "cgroup")))) for host in HOSTS
+    }
+
+
+@pytest.mark.parametrize(("host", "pid", "path"), CASES)
+def test_golden(filesystems: dict[str, ContainerFS], host: str, pid: int, path: str) -> None:
+    fs = filesystems[host]
+    content = fs.render_path(path, pid)
+    golden = GOLDEN / host / str(pid) / path.replace("/", "_")
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_bytes(content)
+    assert content == golden.read_bytes()
+    assert fs.stats.fallbacks == 0, "a fixture process fell back to the host's file"
