@@ -23,7 +23,7 @@ _MAX_CACHED_NAMESPACES = 4096
 
 class Container(NamedTuple):
     cgroups: dict[str, str]  # controller -> cgroup path ("" for v2)
-    init_pid: int | None  # the pid namespace's init when its cgroups were taken, else None
+    init_pid: int | None  # the init of the reader's pid namespace; None in the host's
 
 
 def _within(path: str, ancestor: str) -> bool:
@@ -60,7 +60,9 @@ class Resolver:
         for controller, path in own.items():
             init_path = init_cgroups.get(controller)
             chosen[controller] = init_path if init_path is not None and _within(path, init_path) else path
-        return Container(chosen, init if chosen == init_cgroups else None)
+        # Uptime counts from the namespace's init even for a pod member: inside the
+        # namespace the init is pid 1, and nothing there may look older than "boot".
+        return Container(chosen, init)
 
     def _init_of(self, pid: int, pidns: str) -> int:
         cached = self._init_by_ns.get(pidns)

@@ -12,7 +12,7 @@ def _start_ticks(ctx: ViewContext) -> int:
     proc_root = ctx.host.proc_root
     if ctx.container.init_pid is not None:
         return parse_proc_stat(read_text(f"{proc_root}/{ctx.container.init_pid}/stat")).starttime
-    # No init of its own (--pid=host, a pod member): its oldest process marks its start.
+    # In the host's pid namespace (--pid=host) the oldest process marks the start.
     starts = []
     for pid in ctx.cgroups.process_ids(ctx.paths):
         try:

@@ -47,7 +47,7 @@ def run_show(host, pid, path, *extra):
     return _run_show(host, pid, path, tuple(extra))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_show(host, pid, path, extra):
     base = f"tests/fixtures/{host}"
     cmd = [
@@ -109,9 +109,9 @@ HOSTSWAP_FREE0 = (HOST_SWAPTOTAL, HOST_SWAPFREE)
 MEM_ROWS = []
 for _h in ALL:
     for _pid in (2000, 2001, 2002):
-        MEM_ROWS.append((_h, _pid) + WEB_MEM)
+        MEM_ROWS.append((_h, _pid, *WEB_MEM))
     if _h != "v2":
-        MEM_ROWS.append((_h, 3000) + HOSTPID_MEM)
+        MEM_ROWS.append((_h, 3000, *HOSTPID_MEM))
     MEM_ROWS.append((_h, 5200, HOST_MEMTOTAL, NOLIMIT_FREE, HOST_SWAPTOTAL, HOSTSWAP_FREE0))
 for _h in V1LIKE:
     # v1 pod: no memsw limit anywhere -> container swap = host swap; nothing swapped
@@ -267,7 +267,7 @@ def stat_rows(text):
 
 
 @pytest.mark.parametrize("host", ALL)
-@pytest.mark.parametrize("pid", [2000, 2002])
+@pytest.mark.parametrize("pid", [2000, 2001, 2002])
 def test_web_stat_totals(host, pid):
     rows = stat_rows(run_show(host, pid, "proc/stat"))
     tot = rows.pop("cpu")
