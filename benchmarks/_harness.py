@@ -15,6 +15,7 @@ Only the standard library is used here, so readers start fast.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -246,6 +247,15 @@ def remove_workdir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime+stime of all threads of ``pid`` plus its reaped children (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 # -------------------------------------------------------------------------- cgroups
 
 
@@ -281,10 +291,8 @@ class Cgroup:
     def pids(self) -> set[int]:
         out: set[int] = set()
         for d in self.created:
-            try:
+            with contextlib.suppress(OSError):
                 out.update(int(x) for x in (d / "cgroup.procs").read_text().split())
-            except OSError:
-                pass
         return out
 
     def kill_all(self, timeout: float = 10.0) -> bool:
@@ -295,10 +303,8 @@ class Cgroup:
             if not pids:
                 return True
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             if time.monotonic() > deadline:
                 log(f"  warning: {self.name}: processes survive SIGKILL: {sorted(pids)}")
                 return False
@@ -308,7 +314,7 @@ class Cgroup:
         """Empty the group and rmdir it everywhere it was created.  Never raises."""
         try:
             self.kill_all()
-        except Exception as exc:  # noqa: BLE001 - cleanup must go on
+        except Exception as exc:
             log(f"  warning: {self.name}: kill_all: {exc!r}")
         for d in reversed(self.created):
             for attempt in range(50):
@@ -346,10 +352,8 @@ def kill_procs(procs: Iterable[subprocess.Popen[bytes]]) -> None:
     procs = list(procs)
     for p in procs:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 p.kill()
-            except OSError:
-                pass
     for p in procs:
         try:
             p.wait(timeout=10)
@@ -384,7 +388,7 @@ def run_cleanups(steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
     for what, fn in steps:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - every step must run
+        except Exception as exc:
             log(f"  cleanup step {what!r} failed: {exc!r}")
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 from _harness import (
     Cgroup,
     Daemon,
@@ -60,6 +59,7 @@ class Measurement:
     idle_cpu_pct: float | None = None
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    clock_cpu_s: float | None = None
     rss_mib: float = 0.0
     threads: int = 0
     setup_s: float = 0.0
@@ -72,6 +72,24 @@ class Measurement:
     @property
     def ms_per_pass(self) -> float:
         return 1000.0 * self.cpu_s / (self.wall_s / SAMPLE_INTERVAL) if self.wall_s else 0.0
+
+    @property
+    def clock_ms_per_pass(self) -> float | None:
+        if self.clock_cpu_s is None or not self.wall_s:
+            return None
+        return 1000.0 * self.clock_cpu_s / (self.wall_s / SAMPLE_INTERVAL)
+
+
+def process_cpu_clock(pid: int) -> float | None:
+    """The kernel's nanosecond CPU clock of process ``pid`` (all threads), in seconds.
+
+    clock_gettime() on the clock id clock_getcpuclockid(pid) would return
+    (~pid << 3) | CPUCLOCK_SCHED (2).  Reaped children are not included.
+    """
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9
+    except OSError:
+        return None
 
 
 def cpu_snapshot(pid: int) -> dict[int, float]:
@@ -91,15 +109,19 @@ def cpu_snapshot(pid: int) -> dict[int, float]:
     return snap
 
 
-def measure_cpu(pid: int, seconds: float) -> tuple[float, float]:
-    """(CPU seconds used by the daemon tree, wall seconds) over ``seconds``."""
+def measure_cpu(pid: int, seconds: float) -> tuple[float, float, float | None]:
+    """CPU seconds used by the daemon tree (psutil), wall seconds, and CPU seconds of
+    the daemon process by its nanosecond CPU clock, over ``seconds``."""
     before = cpu_snapshot(pid)
+    clock0 = process_cpu_clock(pid)
     t0 = time.monotonic()
     time.sleep(seconds)
     after = cpu_snapshot(pid)
+    clock1 = process_cpu_clock(pid)
     wall = time.monotonic() - t0
     cpu = sum(v - before.get(p, 0.0) for p, v in after.items())
-    return cpu, wall
+    clock = clock1 - clock0 if clock0 is not None and clock1 is not None else None
+    return cpu, wall, clock
 
 
 def start_containers(cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path,
@@ -166,8 +188,8 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
         daemon.start(ready_file="proc/loadavg")
         if args.baseline_seconds > 0:
             log(f"{name}: idle CPU over {args.baseline_seconds:g}s (no container tracked)")
-            cpu, wall = measure_cpu(daemon.pid, args.baseline_seconds)
-            m.idle_cpu_pct = 100.0 * cpu / wall
+            cpu, wall, clock = measure_cpu(daemon.pid, args.baseline_seconds)
+            m.idle_cpu_pct = 100.0 * (clock if clock is not None else cpu) / wall
         log(f"{name}: starting {len(cgroups)} containers, each reads proc/loadavg once")
         procs, m.sample, m.setup_s = start_containers(
             cgroups, daemon.mountpoint / "proc" / "loadavg", workdir / "out",
@@ -177,13 +199,14 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
             f"{m.sample!r}; settling {args.settle:g}s")
         time.sleep(args.settle)
         log(f"{name}: measuring CPU over {args.seconds:g}s with no reads")
-        m.cpu_s, m.wall_s = measure_cpu(daemon.pid, args.seconds)
+        m.cpu_s, m.wall_s, m.clock_cpu_s = measure_cpu(daemon.pid, args.seconds)
         proc = psutil.Process(daemon.pid)
         m.rss_mib = proc.memory_info().rss / 2**20
         m.threads = proc.num_threads()
         if daemon.proc is not None and daemon.proc.poll() is not None:
             raise DaemonError(f"{name} died during the measurement; log:\n{daemon.log_tail()}")
-        log(f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass")
+        log(f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass "
+            f"(ns clock: {m.clock_ms_per_pass} ms)")
         return m
     finally:
         run_cleanups([("stop containers", lambda: stop_containers(containers, cgroups)),
@@ -193,18 +216,27 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
 
 def print_results(ms: list[Measurement], notes: list[str]) -> None:
     print()
-    print(f"{'daemon':<12} {'containers':>10} {'idle CPU%':>9} {'CPU%':>7} {'ms/5s pass':>10} "
-          f"{'ms/pass/container':>17} {'RSS MiB':>8} {'threads':>7} {'setup s':>7}")
+    print(f"{'':<33}{'psutil cpu_times (10 ms ticks)':<31}| {'kernel ns CPU clock':<23}|")
+    print(f"{'daemon':<12} {'containers':>10} {'idle CPU%':>9} {'CPU%':>6} {'ms/5s pass':>10} "
+          f"{'ms/pass/ctr':>11} | {'ms/5s pass':>10} {'ms/pass/ctr':>11} | {'RSS MiB':>7} "
+          f"{'threads':>7} {'setup s':>7}")
     for m in ms:
         idle = f"{m.idle_cpu_pct:.2f}" if m.idle_cpu_pct is not None else "-"
         per = m.ms_per_pass / m.containers if m.containers else 0.0
-        print(f"{m.daemon:<12} {m.containers:>10} {idle:>9} {m.cpu_pct:>7.2f} "
-              f"{m.ms_per_pass:>10.1f} {per:>17.3f} {m.rss_mib:>8.1f} {m.threads:>7} "
-              f"{m.setup_s:>7.1f}")
+        cms = m.clock_ms_per_pass
+        cms_s = f"{cms:.1f}" if cms is not None else "-"
+        cper_s = f"{cms / m.containers:.3f}" if cms is not None and m.containers else "-"
+        print(f"{m.daemon:<12} {m.containers:>10} {idle:>9} {m.cpu_pct:>6.2f} "
+              f"{m.ms_per_pass:>10.1f} {per:>11.3f} | {cms_s:>10} {cper_s:>11} | "
+              f"{m.rss_mib:>7.1f} {m.threads:>7} {m.setup_s:>7.1f}")
     by = {m.daemon: m for m in ms}
     if "containerfs" in by and "lxcfs" in by and by["lxcfs"].cpu_pct > 0:
-        ratio = by["containerfs"].cpu_pct / by["lxcfs"].cpu_pct
-        print(f"\nratio containerfs/lxcfs (CPU over the quiet period): {ratio:.2f}")
+        cfs, lx = by["containerfs"], by["lxcfs"]
+        ratio = cfs.cpu_pct / lx.cpu_pct
+        line = f"\nratio containerfs/lxcfs (CPU over the quiet period): {ratio:.2f} (psutil)"
+        if cfs.clock_ms_per_pass and lx.clock_ms_per_pass:
+            line += f", {cfs.clock_ms_per_pass / lx.clock_ms_per_pass:.2f} (ns clock)"
+        print(line + "; <1 = containerfs cheaper")
     for m in ms:
         print(f"{m.daemon} sample loadavg read in a container: {m.sample!r}")
     for note in notes:
@@ -269,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated) as exc:
         log(f"interrupted ({type(exc).__name__}); cleaning up")
         status = 130
-    except Exception:  # noqa: BLE001 - report, clean up, still print what was measured
+    except Exception:
         log(traceback.format_exc())
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1

@@ -38,6 +38,7 @@ from _harness import (
     log,
     make_daemon,
     make_workdir,
+    process_cpu_seconds,
     remove_workdir,
     run_cleanups,
     spawn,
@@ -129,7 +130,7 @@ def verify(cg: Cgroup, daemon: Daemon, files: Sequence[str], ncpus: int) -> dict
         path = str(daemon.mountpoint / "proc" / name)
         try:
             res = run_in_container(cg, [sys.executable, str(HARNESS), "cat", path], 30)
-        except Exception as exc:  # noqa: BLE001 - reported, then flagged in the table
+        except Exception as exc:
             bad[name] = f"read failed: {exc}"
             log(f"  VERIFY {daemon.name} /proc/{name}: {bad[name]}")
             continue
@@ -146,15 +147,22 @@ def verify(cg: Cgroup, daemon: Daemon, files: Sequence[str], ncpus: int) -> dict
     return bad
 
 
-def run_readers(cg: Cgroup, path: str, readers: int, duration: float) -> tuple[float, str]:
-    """Start ``readers`` container readers together; return summed reads/s and a note."""
+def run_readers(cg: Cgroup, daemon_pid: int, path: str, readers: int,
+                duration: float) -> tuple[float, float, str]:
+    """Start ``readers`` container readers together.
+
+    Returns the summed reads/s, the daemon's CPU microseconds per read, and a note.
+    """
     start = time.monotonic() + 1.5  # every reader is up and waiting by then
     argv = [sys.executable, str(HARNESS), "loop", path, f"{start:.6f}", f"{duration:.3f}"]
     procs = [spawn(container_argv(cg, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(readers)]
     notes: list[str] = []
     total = 0.0
+    count = 0
     try:
+        time.sleep(max(0.0, start - time.monotonic()))
+        cpu0 = process_cpu_seconds(daemon_pid)
         for p in procs:
             out, err = p.communicate(timeout=duration + 60)
             lines = out.decode(errors="replace").strip().splitlines()
@@ -168,16 +176,20 @@ def run_readers(cg: Cgroup, path: str, readers: int, duration: float) -> tuple[f
                 notes.append(f"a reader started {res['late']:.2f}s late")
             if res["elapsed"] > 0:
                 total += res["count"] / res["elapsed"]
+            count += res["count"]
+        cpu1 = process_cpu_seconds(daemon_pid)
     finally:
         kill_procs(procs)
-    return total, "; ".join(notes)
+    us_per_read = 1e6 * (cpu1 - cpu0) / count if count else float("nan")
+    return total, us_per_read, "; ".join(notes)
 
 
 def fmt_rate(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f}" if values else "-"
 
 
-def print_table(results: dict[tuple[str, int, str], list[float]], files: Sequence[str],
+def print_table(results: dict[tuple[str, int, str], list[float]],
+                cpu_per_read: dict[tuple[str, int, str], list[float]], files: Sequence[str],
                 reader_counts: Sequence[int], fs_list: Sequence[str],
                 bad: dict[str, dict[str, str]], notes: list[str]) -> None:
     cols = ["containerfs", "lxcfs"]
@@ -199,9 +211,26 @@ def print_table(results: dict[tuple[str, int, str], list[float]], files: Sequenc
     print("(ratio = containerfs/lxcfs, >1 = containerfs faster; readers share the "
           "container's 1-CPU quota, daemons run on the host)")
     print()
-    print("per-run reads/s (in run order):")
-    for (path, n, fs), vals in results.items():
-        print(f"  {path:<15} {n} reader(s) {fs:<12} " + ", ".join(f"{v:,.0f}" for v in vals))
+    print("daemon CPU per read, microseconds (median; less sensitive to other load; "
+          "ratio >1 = containerfs uses more CPU per read):")
+    print(f"{'file':<15} {'readers':>7} {'containerfs':>12} {'lxcfs':>8} {'ratio':>6}")
+    for name in files:
+        for n in reader_counts:
+            a = cpu_per_read.get((f"/proc/{name}", n, "containerfs"), [])
+            b = cpu_per_read.get((f"/proc/{name}", n, "lxcfs"), [])
+            ma = statistics.median(a) if a else None
+            mb = statistics.median(b) if b else None
+            ratio = f"{ma / mb:.2f}" if ma is not None and mb else "-"
+            print(f"{'/proc/' + name:<15} {n:>7} "
+                  f"{'-' if ma is None else f'{ma:.0f}':>12} {'-' if mb is None else f'{mb:.0f}':>8} "
+                  f"{ratio:>6}")
+    print()
+    print("per-run reads/s [daemon us CPU/read] (in run order):")
+    for key, vals in results.items():
+        path, n, fs = key
+        us = cpu_per_read.get(key, [])
+        print(f"  {path:<15} {n} reader(s) {fs:<12} "
+              + ", ".join(f"{v:,.0f} [{u:.0f}]" for v, u in zip(vals, us)))
     for fs in fs_list:
         for name, why in bad.get(fs, {}).items():
             print(f"* {fs} /proc/{name} failed verification inside the container: {why}")
@@ -247,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     daemons: dict[str, Daemon] = {}
     cg: Cgroup | None = None
     results: dict[tuple[str, int, str], list[float]] = {}
+    cpu_per_read: dict[tuple[str, int, str], list[float]] = {}
     bad: dict[str, dict[str, str]] = {}
     status = 0
     try:
@@ -271,10 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 order = fs_list if (rep + ci) % 2 == 0 else list(reversed(fs_list))
                 for fs in order:
                     path = str(daemons[fs].mountpoint / "proc" / name)
-                    rate, note = run_readers(cg, path, n, args.duration)
+                    rate, us, note = run_readers(cg, daemons[fs].pid, path, n, args.duration)
                     results.setdefault((f"/proc/{name}", n, fs), []).append(rate)
+                    cpu_per_read.setdefault((f"/proc/{name}", n, fs), []).append(us)
                     log(f"run {rep + 1}/{args.repeats} /proc/{name} x{n} {fs}: "
-                        f"{rate:,.0f} reads/s" + (f"  [{note}]" if note else ""))
+                        f"{rate:,.0f} reads/s, daemon {us:.0f} us CPU/read"
+                        + (f"  [{note}]" if note else ""))
                     if note:
                         notes.append(f"run {rep + 1} /proc/{name} x{n} {fs}: {note}")
         for fs in fs_list:
@@ -285,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated) as exc:
         log(f"interrupted ({type(exc).__name__}); cleaning up")
         status = 130
-    except Exception:  # noqa: BLE001 - report, clean up, still print what was measured
+    except Exception:
         log(traceback.format_exc())
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1
@@ -299,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs.values()]
         run_cleanups(steps)
     if results or notes:
-        print_table(results, files, reader_counts, fs_list, bad, notes)
+        print_table(results, cpu_per_read, files, reader_counts, fs_list, bad, notes)
     return status
 
 

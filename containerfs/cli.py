@@ -19,8 +19,9 @@ def _add_roots(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cgroup-root", default="/sys/fs/cgroup", help="where cgroups are mounted (default: %(default)s)"
     )
-    parser.add_argument("--no-cpu-quota", action="store_true",
-                        help="count CPUs from the cpuset only, ignoring the CFS quota")  # fmt: skip
+    parser.add_argument(
+        "--no-cpu-quota", action="store_true", help="count CPUs from the cpuset only, ignoring the CFS quota"
+    )
 
 
 def _options(args: argparse.Namespace) -> Options:

@@ -140,8 +140,9 @@ class ContainerFS:
             if created:
                 # Tracking starts at the first read: fill the task counts right away.
                 self.sampler.refresh(state)
-            ctx = ViewContext(self.host, self.cgroups, container, state, self.sampler,
-                              self.options.use_quota, self.clock_ticks)  # fmt: skip
+            ctx = ViewContext(
+                self.host, self.cgroups, container, state, self.sampler, self.options.use_quota, self.clock_ticks
+            )
             text = view.render(ctx)
             self.stats.renders += 1
             return text.encode()
@@ -151,8 +152,10 @@ class ContainerFS:
             self._errors.warning(
                 f"{view.path}:{type(err).__name__}",
                 "%s for pid %d: %s; serving the host's file",
-                view.path, pid, err if expected else repr(err),
-            )  # fmt: skip
+                view.path,
+                pid,
+                err if expected else repr(err),
+            )
             if not expected:
                 log.debug("unexpected error rendering %s", view.path, exc_info=True)
             return view.host_content(self.host).encode()

@@ -89,8 +89,12 @@ def meminfo_values(host: dict[str, int], mem: MemoryCounters, v1: bool) -> dict[
         values.update(Slab=0, SReclaimable=0, SUnreclaim=0, KReclaimable=0)
     else:
         slab = stat_sum("slab_reclaimable", "slab_unreclaimable")
-        values.update(Slab=slab, SReclaimable=stat.get("slab_reclaimable"),
-                      SUnreclaim=stat.get("slab_unreclaimable"), KReclaimable=stat.get("slab_reclaimable"))  # fmt: skip
+        values.update(
+            Slab=slab,
+            SReclaimable=stat.get("slab_reclaimable"),
+            SUnreclaim=stat.get("slab_unreclaimable"),
+            KReclaimable=stat.get("slab_reclaimable"),
+        )
     result = {key: _clamp(value, 0, total) for key, value in values.items() if value is not None}
     swap = swap_figures(host, mem)
     result.update(SwapTotal=swap.total_kb, SwapFree=swap.free_kb)

@@ -229,8 +229,10 @@ class CgroupReader:
             text = self._read(paths, "io", "io.stat")
             if text is None:
                 return None
-            return {dev: IoDevice(**{k: v for k, v in values.items() if k in IoDevice._fields})
-                    for dev, values in files.parse_io_stat(text).items()}  # fmt: skip
+            return {
+                dev: IoDevice(**{k: v for k, v in values.items() if k in IoDevice._fields})
+                for dev, values in files.parse_io_stat(text).items()
+            }
         return self._io_v1(paths)
 
     def _io_v1(self, paths: CgroupPaths) -> IoCounters | None:
@@ -245,8 +247,14 @@ class CgroupReader:
             ios = files.parse_blkio(texts[prefix + "io_serviced_recursive"] or "")
             for dev in set(bytes_) | set(ios):
                 b, n = bytes_.get(dev, {}), ios.get(dev, {})
-                seen = IoDevice(b.get("Read", 0), b.get("Write", 0), n.get("Read", 0), n.get("Write", 0),
-                                b.get("Discard", 0), n.get("Discard", 0))  # fmt: skip
+                seen = IoDevice(
+                    b.get("Read", 0),
+                    b.get("Write", 0),
+                    n.get("Read", 0),
+                    n.get("Write", 0),
+                    b.get("Discard", 0),
+                    n.get("Discard", 0),
+                )
                 old = devices.get(dev, IoDevice())
                 devices[dev] = IoDevice(*(max(x, y) for x, y in zip(old, seen)))
         return devices

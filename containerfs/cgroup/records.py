@@ -7,11 +7,30 @@ from typing import NamedTuple
 
 # memory.stat keys in v2 spelling; the v1 reader translates its total_* keys to these.
 MEMORY_STAT_KEYS = (
-    "anon", "file", "shmem", "file_mapped", "file_dirty", "file_writeback", "anon_thp",
-    "active_anon", "inactive_anon", "active_file", "inactive_file", "unevictable",
-    "slab_reclaimable", "slab_unreclaimable", "kernel_stack", "pagetables", "swapcached",
-    "sec_pagetables", "percpu", "zswap", "zswapped", "file_thp", "shmem_thp",
-)  # fmt: skip
+    "anon",
+    "file",
+    "shmem",
+    "file_mapped",
+    "file_dirty",
+    "file_writeback",
+    "anon_thp",
+    "active_anon",
+    "inactive_anon",
+    "active_file",
+    "inactive_file",
+    "unevictable",
+    "slab_reclaimable",
+    "slab_unreclaimable",
+    "kernel_stack",
+    "pagetables",
+    "swapcached",
+    "sec_pagetables",
+    "percpu",
+    "zswap",
+    "zswapped",
+    "file_thp",
+    "shmem_thp",
+)
 
 
 class MemoryCounters(NamedTuple):

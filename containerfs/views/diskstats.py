@@ -16,9 +16,14 @@ SECTOR = 512
 
 def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
     counters = [0] * len(host.counters)  # columns with no cgroup source (times, merges) are 0
-    for position, value in ((ds.READS, io.rios), (ds.SECTORS_READ, io.rbytes // SECTOR),
-                            (ds.WRITES, io.wios), (ds.SECTORS_WRITTEN, io.wbytes // SECTOR),
-                            (ds.DISCARDS, io.dios), (ds.SECTORS_DISCARDED, io.dbytes // SECTOR)):  # fmt: skip
+    for position, value in (
+        (ds.READS, io.rios),
+        (ds.SECTORS_READ, io.rbytes // SECTOR),
+        (ds.WRITES, io.wios),
+        (ds.SECTORS_WRITTEN, io.wbytes // SECTOR),
+        (ds.DISCARDS, io.dios),
+        (ds.SECTORS_DISCARDED, io.dbytes // SECTOR),
+    ):
         if position < len(counters):  # discard columns exist since Linux 4.18
             counters[position] = value
     return host._replace(counters=tuple(counters))
@@ -31,8 +36,10 @@ def render(ctx: ViewContext) -> str:
     if counters is None:
         if not _warned_no_counters:
             _warned_no_counters = True
-            log.warning("this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): "
-                        "containers read the host's /proc/diskstats")  # fmt: skip
+            log.warning(
+                "this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): "
+                "containers read the host's /proc/diskstats"
+            )
         return host_text
     lines = [
         container_line(disk, counters[(disk.major, disk.minor)])

@@ -33,8 +33,9 @@ def container_uptime(host: Uptime, start_ticks: int, ticks_per_second: int, cpus
 def render(ctx: ViewContext) -> str:
     host = parse_uptime(ctx.host.proc("uptime"))
     usage = ctx.cgroups.cpu_usage(ctx.paths)
-    uptime = container_uptime(host, _start_ticks(ctx), ctx.clock_ticks, len(ctx.visible_cpus()),
-                              (usage.user_ns + usage.system_ns) / 1e9)  # fmt: skip
+    uptime = container_uptime(
+        host, _start_ticks(ctx), ctx.clock_ticks, len(ctx.visible_cpus()), (usage.user_ns + usage.system_ns) / 1e9
+    )
     return render_uptime(uptime)
 
 

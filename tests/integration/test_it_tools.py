@@ -4,8 +4,9 @@ import re
 import time
 
 import pytest
+from cfs_harness import expected_swap_kb, parse_meminfo
 
-from conftest import expected_swap_kb, parse_meminfo
+pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 PAGE = 4096
@@ -18,8 +19,7 @@ def _ok(result):
 
 
 def test_free_memory_total(containerfs_mount, runc_container):
-    out = _ok(runc_container.one_shot(["free", "-b"], memory=256 * MiB,
-                                      views_from=containerfs_mount.mountpoint))
+    out = _ok(runc_container.one_shot(["free", "-b"], memory=256 * MiB, views_from=containerfs_mount.mountpoint))
     mem = next(line for line in out.splitlines() if line.startswith("Mem:")).split()
     total, used, free = int(mem[1]), int(mem[2]), int(mem[3])
     # MemTotal is in kB: equal to the limit within a page.
@@ -34,7 +34,10 @@ def test_free_swap_line(containerfs_mount, runc_container):
     memory, memsw = 256 * MiB, 512 * MiB
     rc, out, err = runc_container.one_shot(
         ["sh", "-c", "free -b && echo === && cat /proc/meminfo && echo === && cat /proc/swaps"],
-        memory=memory, memory_swap=memsw, views_from=containerfs_mount.mountpoint)
+        memory=memory,
+        memory_swap=memsw,
+        views_from=containerfs_mount.mountpoint,
+    )
     assert rc == 0, err
     free_out, meminfo_txt, swaps_txt = out.split("===\n")
     expected_kb = expected_swap_kb(memory, memsw)
@@ -53,9 +56,14 @@ def test_free_swap_line(containerfs_mount, runc_container):
 
 
 def test_top_header(containerfs_mount, runc_container):
-    out = _ok(runc_container.one_shot(
-        ["sh", "-c", "top -bn1 | head -n 6; echo ===; top -bn2 -d 0.3 | grep '^%Cpu'"],
-        memory=256 * MiB, cpu_quota=200000, views_from=containerfs_mount.mountpoint))
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", "top -bn1 | head -n 6; echo ===; top -bn2 -d 0.3 | grep '^%Cpu'"],
+            memory=256 * MiB,
+            cpu_quota=200000,
+            views_from=containerfs_mount.mountpoint,
+        )
+    )
     frame, cpu_lines = out.split("===\n")
     assert re.search(r"^top - .* up ", frame, re.M), frame
     m = re.search(r"^Tasks:\s+(\d+) total,\s+(\d+) running", frame, re.M)
@@ -79,26 +87,35 @@ def test_top_header(containerfs_mount, runc_container):
         assert sum(values) == pytest.approx(100.0, abs=1.5), line
 
 
-@pytest.mark.parametrize("quota,cpus,expected", [
-    (50000, "0-1", 1),
-    (200000, "0-1", 2),
-    (None, "1", 1),
-], ids=["quota-half-cpu", "quota-two-cpus", "cpuset-cpu1-only"])
+@pytest.mark.parametrize(
+    "quota,cpus,expected",
+    [
+        (50000, "0-1", 1),
+        (200000, "0-1", 2),
+        (None, "1", 1),
+    ],
+    ids=["quota-half-cpu", "quota-two-cpus", "cpuset-cpu1-only"],
+)
 def test_cpu_count_views_agree(containerfs_mount, runc_container, quota, cpus, expected):
-    script = ("grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; "
-              "grep -c '^cpu[0-9]' /proc/stat; grep '^processor' /proc/cpuinfo; "
-              "grep '^cpu[0-9]' /proc/stat | cut -d' ' -f1")
-    out = _ok(runc_container.one_shot(["sh", "-c", script], cpu_quota=quota, cpus=cpus,
-                                      views_from=containerfs_mount.mountpoint))
+    script = (
+        "grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; "
+        "grep -c '^cpu[0-9]' /proc/stat; grep '^processor' /proc/cpuinfo; "
+        "grep '^cpu[0-9]' /proc/stat | cut -d' ' -f1"
+    )
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", script], cpu_quota=quota, cpus=cpus, views_from=containerfs_mount.mountpoint
+        )
+    )
     lines = out.splitlines()
     n_cpuinfo, online, n_stat = int(lines[0]), lines[1].strip(), int(lines[2])
     assert n_cpuinfo == expected, out
     assert online == ("0" if expected == 1 else f"0-{expected - 1}"), out
     assert n_stat == expected, out
     # one numbering for all views: processor 0..N-1 and cpu0..cpuN-1
-    procs = [int(line.split(":")[1]) for line in lines[3:3 + expected]]
+    procs = [int(line.split(":")[1]) for line in lines[3 : 3 + expected]]
     assert procs == list(range(expected)), out
-    assert lines[3 + expected:] == [f"cpu{i}" for i in range(expected)], out
+    assert lines[3 + expected :] == [f"cpu{i}" for i in range(expected)], out
 
 
 def test_uptime_fresh_container(containerfs_mount, runc_container):
@@ -118,14 +135,18 @@ def test_uptime_fresh_container(containerfs_mount, runc_container):
 
 
 def test_iostat_device_and_cpu_sections(containerfs_mount, runc_container):
-    out = _ok(runc_container.one_shot(
-        ["sh", "-c", "iostat -d && echo === && iostat -c && echo === && iostat -c 1 2"],
-        cpu_quota=200000, views_from=containerfs_mount.mountpoint))
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", "iostat -d && echo === && iostat -c && echo === && iostat -c 1 2"],
+            cpu_quota=200000,
+            views_from=containerfs_mount.mountpoint,
+        )
+    )
     dev, cpu, cpu_interval = out.split("===\n")
     dev_lines = dev.splitlines()
     hdr = [i for i, line in enumerate(dev_lines) if line.startswith("Device")]
     assert hdr, dev
-    for line in dev_lines[hdr[0] + 1:]:
+    for line in dev_lines[hdr[0] + 1 :]:
         if line.strip():
             fields = line.split()
             assert all(re.fullmatch(r"[\d.]+", f) for f in fields[1:]), line
@@ -135,8 +156,7 @@ def test_iostat_device_and_cpu_sections(containerfs_mount, runc_container):
         idx = [i for i, line in enumerate(rows) if line.startswith("avg-cpu:")]
         assert idx, section
         for i in idx:
-            assert rows[i].split()[1:] == ["%user", "%nice", "%system", "%iowait", "%steal",
-                                           "%idle"], section
+            assert rows[i].split()[1:] == ["%user", "%nice", "%system", "%iowait", "%steal", "%idle"], section
             values = [float(v) for v in rows[i + 1].split()]
             assert len(values) == 6, section
             assert all(0.0 <= v <= 100.0 for v in values), section

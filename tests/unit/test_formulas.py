@@ -20,8 +20,12 @@ MiB = 1 << 20
 HOST = {"MemTotal": 16 * 1024 * 1024, "SwapTotal": 4 * 1024 * 1024, "SwapFree": 3 * 1024 * 1024}
 
 
-def counters(limit: int | None = 512 * MiB, usage: int = 300 * MiB, stat: dict[str, int] | None = None,
-             swap: tuple[bool, int | None, int] = (True, 256 * MiB, 64 * MiB)) -> MemoryCounters:  # fmt: skip
+def counters(
+    limit: int | None = 512 * MiB,
+    usage: int = 300 * MiB,
+    stat: dict[str, int] | None = None,
+    swap: tuple[bool, int | None, int] = (True, 256 * MiB, 64 * MiB),
+) -> MemoryCounters:
     return MemoryCounters(limit, usage, stat or {}, *swap)
 
 
@@ -71,9 +75,19 @@ def test_mem_available(stat: dict[str, int], v1: bool, available_kb: int) -> Non
 
 
 def test_meminfo_breakdown_v2_and_v1_slab() -> None:
-    stat = {"file": 100 * MiB, "anon": 50 * MiB, "shmem": 1 * MiB, "active_anon": 40 * MiB, "inactive_anon": 10 * MiB,
-            "active_file": 60 * MiB, "inactive_file": 40 * MiB, "slab_reclaimable": 3 * MiB,
-            "slab_unreclaimable": 2 * MiB, "file_dirty": 1 * MiB, "anon_thp": 0}  # fmt: skip
+    stat = {
+        "file": 100 * MiB,
+        "anon": 50 * MiB,
+        "shmem": 1 * MiB,
+        "active_anon": 40 * MiB,
+        "inactive_anon": 10 * MiB,
+        "active_file": 60 * MiB,
+        "inactive_file": 40 * MiB,
+        "slab_reclaimable": 3 * MiB,
+        "slab_unreclaimable": 2 * MiB,
+        "file_dirty": 1 * MiB,
+        "anon_thp": 0,
+    }
     v2 = meminfo_values(HOST, counters(stat=stat), v1=False)
     assert (v2["Cached"], v2["AnonPages"], v2["Shmem"]) == (102400, 51200, 1024)
     assert (v2["Active"], v2["Inactive"]) == (100 * 1024, 50 * 1024)
@@ -129,19 +143,31 @@ NS_PER_TICK = 10_000_000
     ("cpus", "usage", "expected"),
     [
         # per-CPU (v1) where every used CPU is shown: each line its own CPU's time
-        ([0, 1], CpuUsage(30 * NS_PER_TICK, 3 * NS_PER_TICK, {0: (10 * NS_PER_TICK, 1 * NS_PER_TICK),
-                                                             1: (20 * NS_PER_TICK, 2 * NS_PER_TICK)}),
-         [CpuTimes(user=10, system=1, idle=989), CpuTimes(user=20, system=2, idle=978)]),
+        (
+            [0, 1],
+            CpuUsage(
+                30 * NS_PER_TICK,
+                3 * NS_PER_TICK,
+                {0: (10 * NS_PER_TICK, 1 * NS_PER_TICK), 1: (20 * NS_PER_TICK, 2 * NS_PER_TICK)},
+            ),
+            [CpuTimes(user=10, system=1, idle=989), CpuTimes(user=20, system=2, idle=978)],
+        ),
         # v2: no per-CPU split, shared evenly
-        ([0, 1], CpuUsage(31 * NS_PER_TICK, 4 * NS_PER_TICK, None),
-         [CpuTimes(user=16, system=2, idle=982), CpuTimes(user=15, system=2, idle=983)]),
+        (
+            [0, 1],
+            CpuUsage(31 * NS_PER_TICK, 4 * NS_PER_TICK, None),
+            [CpuTimes(user=16, system=2, idle=982), CpuTimes(user=15, system=2, idle=983)],
+        ),
         # quota narrower than the CPUs used: folded evenly into the shown ones
-        ([0], CpuUsage(30 * NS_PER_TICK, 0, {0: (10 * NS_PER_TICK, 0), 3: (20 * NS_PER_TICK, 0)}),
-         [CpuTimes(user=30, system=0, idle=970)]),
+        (
+            [0],
+            CpuUsage(30 * NS_PER_TICK, 0, {0: (10 * NS_PER_TICK, 0), 3: (20 * NS_PER_TICK, 0)}),
+            [CpuTimes(user=30, system=0, idle=970)],
+        ),
         # more use than the host CPU's elapsed time (counter skew): idle clamps at 0
         ([0], CpuUsage(5000 * NS_PER_TICK, 0, None), [CpuTimes(user=5000, system=0, idle=0)]),
     ],
-)  # fmt: skip
+)
 def test_container_cpu_lines(cpus: list[int], usage: CpuUsage, expected: list[CpuTimes]) -> None:
     assert container_cpu_lines(HOST_STAT, cpus, usage, 100) == expected
 

@@ -86,7 +86,8 @@ def test_stat_render_aggregate_is_sum() -> None:
 
 
 CPUINFO = "".join(
-    f"processor\t: {i}\nvendor_id\t: GenuineIntel\nphysical id\t: 0\nsiblings\t: 4\ncore id\t\t: {i}\ncpu cores\t: 4\n\n"
+    f"processor\t: {i}\nvendor_id\t: GenuineIntel\nphysical id\t: 0\nsiblings\t: 4\n"
+    f"core id\t\t: {i}\ncpu cores\t: 4\n\n"
     for i in range(4)
 )
 
@@ -209,7 +210,7 @@ def test_proc_status() -> None:
                 "name=systemd": "/docker/abc",
                 "": "/docker/abc",
             },
-        ),  # fmt: skip
+        ),
         ("garbage\n", {}),
     ],
 )
