@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _show(args: argparse.Namespace) -> int:
-    fs = ContainerFS(_options(args))
+    try:
+        fs = ContainerFS(_options(args))
+    except (OSError, ValueError) as err:
+        print(f"containerfs: cannot read the host: {err}", file=sys.stderr)
+        return 2
     try:
         content = fs.render_path(args.path, args.pid)
     except NotFound:

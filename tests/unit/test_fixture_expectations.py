@@ -2,12 +2,9 @@
 
 Every figure below was computed by hand from the numbers documented in
 tests/fixtures/<host>/SCENARIO.md (not by running containerfs, and not by importing
-tests/fixtures/generate.py).  Each test runs
-
-    python -m containerfs show --proc-root tests/fixtures/H/proc --sys-root tests/fixtures/H/sys
-                               --cgroup-root tests/fixtures/H/cgroup [--no-cpu-quota] PID PATH
-
-from the repository root and checks the printed view.
+tests/fixtures/generate.py).  Each test renders what `containerfs show --proc-root
+tests/fixtures/H/proc --sys-root ... --cgroup-root ... [--no-cpu-quota] PID PATH` prints
+and checks the view.
 
 Where the specification leaves two defensible answers (marked AMBIG in the tables and in
 SCENARIO.md) a tuple of accepted values is given; everything else is a single value.
@@ -15,18 +12,14 @@ SCENARIO.md) a tuple of accepted values is given; everything else is a single va
 
 import functools
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from containerfs.core import ContainerFS, Options
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
-
-pytestmark = pytest.mark.skipif(
-    not (REPO / "containerfs" / "cli.py").exists(), reason="containerfs.cli not written yet"
-)
 
 ALL = ("v1", "v2", "hybrid")
 V1LIKE = ("v1", "hybrid")
@@ -44,30 +37,23 @@ HOST_UPTIME = 354017.28
 
 
 def run_show(host, pid, path, *extra):
+    """What `containerfs show` prints; in-process (test_cli.py runs the real command)."""
     return _run_show(host, pid, path, tuple(extra))
 
 
 @functools.cache
+def _filesystem(host, use_quota):
+    base = FIXTURES / host
+    return ContainerFS(Options(str(base / "proc"), str(base / "sys"), str(base / "cgroup"), use_quota))
+
+
+@functools.cache
 def _run_show(host, pid, path, extra):
-    base = f"tests/fixtures/{host}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "containerfs",
-        "show",
-        "--proc-root",
-        f"{base}/proc",
-        "--sys-root",
-        f"{base}/sys",
-        "--cgroup-root",
-        f"{base}/cgroup",
-        *extra,
-        str(pid),
-        path,
-    ]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, f"{' '.join(cmd)} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
-    return res.stdout
+    fs = _filesystem(host, "--no-cpu-quota" not in extra)
+    fallbacks = fs.stats.fallbacks
+    content = fs.render_path(path, pid).decode()
+    assert fs.stats.fallbacks == fallbacks, f"{host} pid {pid} {path}: fell back to the host's file"
+    return content
 
 
 def meminfo(host, pid):
