@@ -55,6 +55,7 @@ class FuseAdapter:
 
     def __init__(self, fs: ContainerFS) -> None:
         self._fs = fs
+        self.served = False
         now = time.time_ns()
         self._times = {"st_atime": now, "st_mtime": now, "st_ctime": now}
 
@@ -67,6 +68,7 @@ class FuseAdapter:
             cfg.kernel_cache = cfg.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
         self._fs.sampler.start()
+        self.served = True
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 
     def destroy(self, path: Any) -> None:
@@ -98,9 +100,21 @@ class FuseAdapter:
 
 
 def serve(fs: ContainerFS, mountpoint: str, foreground: bool) -> None:
-    """Mount and serve until unmounted or signalled (SIGTERM, SIGINT)."""
+    """Mount and serve until unmounted or signalled (SIGTERM, SIGINT); raise if mounting failed."""
+    adapter = FuseAdapter(fs)
+    try:
+        _run(adapter, mountpoint, foreground)
+    except RuntimeError:
+        # libfuse's main returns non-zero when a signal ended the loop; after the
+        # filesystem was served and torn down that is the normal way to stop.
+        if not adapter.served:
+            raise
+    log.info("unmounted %s", mountpoint)
+
+
+def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
     mfusepy.FUSE(
-        FuseAdapter(fs),
+        adapter,
         mountpoint,
         foreground=foreground,
         # Python callbacks serialize on the GIL: one thread avoids the hand-offs.

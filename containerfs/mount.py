@@ -31,7 +31,8 @@ def _mount_at(proc_root: str, mountpoint: str) -> Mount | None:
 
 def _is_dead(mountpoint: str) -> bool:
     try:
-        os.stat(mountpoint)
+        # statvfs always reaches the filesystem; stat may be answered from cached attributes.
+        os.statvfs(mountpoint)
     except OSError as err:
         # A FUSE mount whose daemon died answers ENOTCONN until it is detached.
         return err.errno == errno.ENOTCONN
@@ -84,7 +85,7 @@ def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -
     try:
         serve(fs, mountpoint, foreground)
     except RuntimeError as err:
-        print(f"containerfs: mounting {mountpoint} failed: {err}", file=sys.stderr)
+        print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
     return 0
 

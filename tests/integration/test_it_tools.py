@@ -167,3 +167,17 @@ def test_iostat_device_and_cpu_sections(containerfs_mount, runc_container):
     for values in reports[:2]:
         assert sum(values) == pytest.approx(100.0, abs=1.0) or sum(values) == 0, out
     assert sum(reports[2]) == pytest.approx(100.0, abs=1.0), out
+
+
+def test_no_cpu_quota_option_shows_cpuset(start_containerfs, runc_container):
+    """--no-cpu-quota: the CPU count follows the cpuset only (quota 0.5 CPU still shows 2)."""
+    d = start_containerfs("--no-cpu-quota")
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", "grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online"],
+            cpu_quota=50000,
+            cpus="0-1",
+            views_from=d.mountpoint,
+        )
+    )
+    assert out.split() == ["2", "0-1"], out

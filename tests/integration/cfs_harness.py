@@ -1,0 +1,507 @@
+"""Integration harness helpers: FUSE daemons (containerfs, lxcfs), runc containers, cgroups.
+
+Used by conftest.py (fixtures) and by the tests.  Naming: containers are
+``cfstest-<session><uniq>-<name>`` with cgroupsPath ``/cfstest-<session><uniq>/<name>``, so
+cleanup (and the end-of-session sweep) only ever touches what this session created.
+"""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
+PREFIX = "cfstest"
+# Per-session token: the end-of-session sweep only touches what this session created.
+SESSION = uuid.uuid4().hex[:6]
+
+# The eight synthesized files: mount-relative path -> path inside the container.
+VIEW_FILES = {
+    "proc/meminfo": "/proc/meminfo",
+    "proc/cpuinfo": "/proc/cpuinfo",
+    "proc/stat": "/proc/stat",
+    "proc/loadavg": "/proc/loadavg",
+    "proc/uptime": "/proc/uptime",
+    "proc/diskstats": "/proc/diskstats",
+    "proc/swaps": "/proc/swaps",
+    "sys/devices/system/cpu/online": "/sys/devices/system/cpu/online",
+}
+
+# Python inside containers: Debian's interpreter, reachable because /usr is bound.
+CONTAINER_PYTHON = "/usr/bin/python3"
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def missing_prerequisites():
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("must run as root")
+    if not os.path.exists("/dev/fuse"):
+        missing.append("/dev/fuse missing")
+    else:
+        try:
+            os.close(os.open("/dev/fuse", os.O_RDWR))
+        except OSError as exc:
+            missing.append(f"/dev/fuse not usable: {exc}")
+    for tool in REQUIRED_TOOLS:
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} not found in PATH")
+    if not os.path.exists(CONTAINER_PYTHON):
+        missing.append(f"{CONTAINER_PYTHON} missing (needed inside containers)")
+    if not (CGROUP_ROOT / "memory").is_dir() and not (CGROUP_ROOT / "cgroup.controllers").exists():
+        missing.append("no cgroup hierarchy at /sys/fs/cgroup")
+    return missing
+
+
+def sweep_leftovers():
+    found = []
+    try:
+        ids = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True, timeout=20).stdout.split()
+    except Exception:
+        ids = []
+    for cid in ids:
+        if cid.startswith(f"{PREFIX}-{SESSION}"):
+            found.append(f"container {cid}")
+            subprocess.run(["runc", "delete", "-f", cid], capture_output=True, timeout=30)
+    for hier in cgroup_hierarchies():
+        for d in hier.glob(f"{PREFIX}-{SESSION}*"):
+            found.append(f"cgroup {d}")
+            remove_cgroup_tree(d)
+    return found
+
+
+# --------------------------------------------------------------------------- FUSE daemons
+
+
+def mount_count(path):
+    """How many mounts are stacked at path."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return sum(1 for line in f if line.split()[4] == path)
+
+
+def is_mounted(path):
+    return mount_count(path) > 0
+
+
+def force_unmount(path):
+    for _ in range(5):
+        if not is_mounted(path):
+            return
+        subprocess.run(["fusermount3", "-uz", str(path)], capture_output=True, timeout=20)
+        if is_mounted(path):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=20)
+
+
+class FuseDaemon:
+    """A FUSE daemon running in the foreground as a child of the test process."""
+
+    def __init__(self, name, argv, mountpoint, log_path, ready_file="proc/meminfo"):
+        self.name = name
+        self.argv = argv
+        self.mountpoint = Path(mountpoint)
+        self.log_path = Path(log_path)
+        self.ready_file = ready_file
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(REPO_ROOT),
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        last_err = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early with rc={self.proc.returncode}:\n" + self.log())
+            if is_mounted(self.mountpoint):
+                try:
+                    with open(self.mountpoint / self.ready_file, "rb") as f:
+                        if f.read():
+                            return self
+                except OSError as exc:
+                    last_err = exc
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready within {timeout}s (last error {last_err!r}):\n" + self.log())
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def path(self, rel):
+        return self.mountpoint / rel
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout=10.0):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+        finally:
+            force_unmount(self.mountpoint)
+
+
+def containerfs_argv(mountpoint, *extra):
+    return [sys.executable, "-m", "containerfs", "mount", "-f", *extra, str(mountpoint)]
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def cgroup_hierarchies():
+    """Mount points of every cgroup hierarchy (v1 controllers and any v2 tree)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype = right.split()[0] if right else ""
+            if fstype in ("cgroup", "cgroup2"):
+                out.append(Path(left.split()[4]))
+    return out
+
+
+def v1_controller_dirs():
+    """Map of v1 controller name (as in /proc/PID/cgroup) -> hierarchy mount point."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            parts = right.split()
+            if not parts or parts[0] != "cgroup":
+                continue
+            opts = parts[2].split(",") if len(parts) > 2 else []
+            names = [o for o in opts if o.startswith("name=")]
+            ctrls = [
+                o
+                for o in opts
+                if o
+                in (
+                    "cpu",
+                    "cpuacct",
+                    "cpuset",
+                    "memory",
+                    "blkio",
+                    "pids",
+                    "devices",
+                    "freezer",
+                    "net_cls",
+                    "net_prio",
+                    "perf_event",
+                    "hugetlb",
+                    "rdma",
+                    "misc",
+                )
+            ]
+            key = ",".join(sorted(ctrls + names))
+            out[key] = Path(left.split()[4])
+    return out
+
+
+def remove_cgroup_tree(path, timeout=10.0):
+    """rmdir a cgroup directory and its sub-cgroups, bottom-up, retrying on EBUSY."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        dirs = sorted((Path(root) for root, _, _ in os.walk(path)), key=lambda p: len(p.parts), reverse=True)
+        busy = False
+        for d in dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    raise
+                busy = True
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return not path.exists()
+
+
+# --------------------------------------------------------------------------- runc containers
+
+
+def run(argv, timeout=60, check=False, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{argv} failed rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
+    return p
+
+
+def _bind(src, dst, ro=True):
+    return {"destination": dst, "type": "bind", "source": str(src), "options": ["bind", "ro"] if ro else ["bind"]}
+
+
+class Container:
+    def __init__(self, cid, bundle, cgroup_parent, cgroup_path, shared_dir):
+        self.id = cid
+        self.bundle = Path(bundle)
+        self.cgroup_parent = cgroup_parent  # e.g. /cfstest-1a2b3c4d
+        self.cgroup_path = cgroup_path  # e.g. /cfstest-1a2b3c4d/name
+        self.shared = Path(shared_dir)  # host dir bound rw at /shared in the container
+        self.result = None  # (rc, stdout, stderr) for one-shots
+
+    def state(self):
+        p = run(["runc", "state", self.id], check=True)
+        return json.loads(p.stdout)
+
+    @property
+    def pid(self):
+        return self.state()["pid"]
+
+    def exec(self, *args, timeout=60):
+        """Run a command inside the container; returns (rc, stdout, stderr)."""
+        p = run(["runc", "exec", self.id, *args], timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def sh(self, script, timeout=60):
+        return self.exec("/bin/sh", "-c", script, timeout=timeout)
+
+    def exec_detached(self, *args):
+        """Start a process in the container without waiting; returns its host pid."""
+        tag = uuid.uuid4().hex[:8]
+        pidfile = self.bundle / f"exec-{tag}.pid"
+        errfile = self.bundle / f"exec-{tag}.err"
+        # The detached process inherits stdio: files, not pipes (a pipe would never see EOF).
+        with open(errfile, "wb") as err:
+            p = subprocess.run(
+                ["runc", "exec", "--detach", "--pid-file", str(pidfile), self.id, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                timeout=60,
+            )
+        if p.returncode != 0:
+            raise RuntimeError(f"runc exec --detach failed: {errfile.read_text()}")
+        return int(pidfile.read_text().strip())
+
+    def cgroup_dirs(self):
+        """v1 hierarchy mount point -> this container's cgroup directory there."""
+        ctrl = v1_controller_dirs()
+        out = {}
+        with open(f"/proc/{self.pid}/cgroup") as f:
+            for line in f:
+                hid, ctrls, path = line.rstrip("\n").split(":", 2)
+                if hid == "0" or not ctrls:
+                    continue
+                key = ",".join(sorted(ctrls.split(",")))
+                if key in ctrl:
+                    out[ctrl[key]] = ctrl[key] / path.lstrip("/")
+        return out
+
+
+class ContainerFactory:
+    def __init__(self, tmp_path):
+        self.tmp_path = Path(tmp_path)
+        self.containers = []
+
+    def _spec(
+        self,
+        bundle,
+        args,
+        memory,
+        memory_swap,
+        cpu_quota,
+        cpu_period,
+        cpus,
+        views_from,
+        views,
+        extra_mounts,
+        cgroups_path,
+        env,
+    ):
+        subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
+        spec = json.loads((bundle / "config.json").read_text())
+        proc = spec["process"]
+        proc["terminal"] = False
+        proc["args"] = list(args)
+        proc["env"] = [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TERM=xterm",
+            "LANG=C",
+            "LC_ALL=C",
+            *env,
+        ]
+        spec["root"] = {"path": "rootfs", "readonly": True}
+        mounts = spec["mounts"]
+        mounts += [
+            {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
+            {"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]},
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777", "size=65536k"],
+            },
+            _bind(bundle / "shared", "/shared", ro=False),
+        ]
+        if views_from is not None:
+            for rel, dst in VIEW_FILES.items():
+                if views is None or rel in views or dst in views:
+                    mounts.append(_bind(Path(views_from) / rel, dst))
+        for src, dst in extra_mounts:
+            mounts.append(_bind(src, dst))
+        resources = spec["linux"].setdefault("resources", {})
+        mem = {}
+        if memory is not None:
+            mem["limit"] = int(memory)
+        if memory_swap is not None:
+            mem["swap"] = int(memory_swap)
+        if mem:
+            resources["memory"] = mem
+        cpu = {}
+        if cpu_quota is not None:
+            cpu["quota"] = int(cpu_quota)
+            cpu["period"] = int(cpu_period)
+        if cpus is not None:
+            cpu["cpus"] = cpus
+        if cpu:
+            resources["cpu"] = cpu
+        spec["linux"]["cgroupsPath"] = cgroups_path
+        (bundle / "config.json").write_text(json.dumps(spec, indent=1))
+
+    def create(
+        self,
+        args=("sleep", "infinity"),
+        *,
+        name="c",
+        detach=True,
+        memory=256 * 1024 * 1024,
+        memory_swap=None,
+        cpu_quota=None,
+        cpu_period=100000,
+        cpus="0-1",
+        views_from=None,
+        views=None,
+        extra_mounts=(),
+        env=(),
+        timeout=60,
+    ):
+        """Create a container.
+
+        views_from: a FUSE mountpoint (containerfs or lxcfs layout) whose eight files are
+        bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
+        views: optional subset of VIEW_FILES keys to bind.
+        extra_mounts: (host source, container destination) read-only binds.
+        detach=True: start detached; use .exec()/.sh() and let teardown remove it.
+        detach=False: run args to completion; .result is (rc, stdout, stderr).
+        """
+        uniq = SESSION + uuid.uuid4().hex[:8]
+        cid = f"{PREFIX}-{uniq}-{name}"
+        parent = f"/{PREFIX}-{uniq}"
+        cgroups_path = f"{parent}/{name}"
+        bundle = self.tmp_path / f"bundle-{name}-{uniq}"
+        rootfs = bundle / "rootfs"
+        for d in ("usr", "etc", "proc", "sys", "dev", "tmp", "shared"):
+            (rootfs / d).mkdir(parents=True, exist_ok=True)
+        for link in ("bin", "lib", "lib64", "sbin"):
+            (rootfs / link).symlink_to(f"usr/{link}")
+        (bundle / "shared").mkdir()
+        os.chmod(bundle / "shared", 0o777)
+        c = Container(cid, bundle, parent, cgroups_path, bundle / "shared")
+        self.containers.append(c)
+        self._spec(
+            bundle,
+            args,
+            memory,
+            memory_swap,
+            cpu_quota,
+            cpu_period,
+            cpus,
+            views_from,
+            views,
+            extra_mounts,
+            cgroups_path,
+            env,
+        )
+        if detach:
+            with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:
+                p = subprocess.run(
+                    ["runc", "run", "--detach", cid],
+                    cwd=bundle,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    timeout=timeout,
+                )
+            if p.returncode != 0:
+                raise RuntimeError(
+                    f"runc run --detach {cid} failed rc={p.returncode}: "
+                    + (bundle / "stderr.log").read_text(errors="replace")
+                )
+        else:
+            p = run(["runc", "run", cid], timeout=timeout, cwd=bundle)
+            c.result = (p.returncode, p.stdout, p.stderr)
+        return c
+
+    __call__ = create
+
+    def one_shot(self, args, **kw):
+        """Run args in a fresh container; returns (rc, stdout, stderr)."""
+        return self.create(args, detach=False, **kw).result
+
+    def cleanup(self):
+        errors = []
+        for c in reversed(self.containers):
+            try:
+                subprocess.run(["runc", "delete", "-f", c.id], capture_output=True, timeout=30)
+            except Exception as exc:
+                errors.append(f"runc delete {c.id}: {exc!r}")
+            for hier in cgroup_hierarchies():
+                d = hier / c.cgroup_parent.lstrip("/")
+                try:
+                    if d.exists() and not remove_cgroup_tree(d):
+                        errors.append(f"cgroup {d} still present")
+                except OSError as exc:
+                    errors.append(f"rmdir {d}: {exc!r}")
+        return errors
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_meminfo(text):
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields:
+            out[key.strip()] = int(fields[0])
+    return out
+
+
+def host_meminfo():
+    return parse_meminfo(Path("/proc/meminfo").read_text())
+
+
+def expected_swap_kb(memory, memory_swap):
+    """v1: container swap = memsw limit - memory limit, never above the host's swap."""
+    return min((memory_swap - memory) // 1024, host_meminfo().get("SwapTotal", 0))
