@@ -337,6 +337,7 @@ class ContainerFactory:
         extra_mounts,
         cgroups_path,
         env,
+        block_io,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -385,6 +386,8 @@ class ContainerFactory:
             cpu["cpus"] = cpus
         if cpu:
             resources["cpu"] = cpu
+        if block_io:
+            resources["blockIO"] = block_io
         spec["linux"]["cgroupsPath"] = cgroups_path
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
@@ -403,6 +406,7 @@ class ContainerFactory:
         views=None,
         extra_mounts=(),
         env=(),
+        block_io=None,
         timeout=60,
     ):
         """Create a container.
@@ -411,6 +415,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -441,6 +446,7 @@ class ContainerFactory:
             extra_mounts,
             cgroups_path,
             env,
+            block_io,
         )
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:

@@ -1,7 +1,9 @@
 """Real procps/sysstat tools inside real runc containers reading containerfs views."""
 
+import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 from cfs_harness import expected_swap_kb, parse_meminfo
@@ -181,3 +183,43 @@ def test_no_cpu_quota_option_shows_cpuset(start_containerfs, runc_container):
         )
     )
     assert out.split() == ["2", "0-1"], out
+
+
+def _disk_of(path):
+    """(major, minor, name) of the whole disk holding path (throttle rules take disks)."""
+    dev = os.stat(path).st_dev
+    sysdir = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}").resolve()
+    if (sysdir / "partition").exists():
+        sysdir = sysdir.parent
+    major, minor = (int(v) for v in (sysdir / "dev").read_text().split(":"))
+    return major, minor, sysdir.name
+
+
+def test_diskstats_and_iostat_show_the_containers_own_io(containerfs_mount, runc_container):
+    """v1 throttle counters count once a rule exists: the container's reads, not the host's."""
+    major, minor, name = _disk_of("/usr/bin")
+    payload = os.path.realpath("/usr/bin/python3")
+    size = os.path.getsize(payload)
+    rule = {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 10**10}]}
+    out = _ok(
+        runc_container.one_shot(
+            [
+                "sh",
+                "-c",
+                f"dd if={payload} of=/dev/null bs=1M iflag=direct 2>/dev/null; "
+                "cat /proc/diskstats; echo ===; iostat -d",
+            ],
+            block_io=rule,
+            views_from=containerfs_mount.mountpoint,
+        )
+    )
+    diskstats, iostat = out.split("===\n")
+    lines = [line.split() for line in diskstats.splitlines()]
+    assert [fields[2] for fields in lines] == [name], diskstats  # only the disk it read from
+    fields = lines[0]
+    reads, sectors_read, writes = int(fields[3]), int(fields[5]), int(fields[7])
+    host = next(line.split() for line in Path("/proc/diskstats").read_text().splitlines() if line.split()[2] == name)
+    # O_DIRECT reads of the whole file, counted by the container's cgroup only
+    assert size // 512 <= sectors_read < size // 512 + 2048, diskstats
+    assert 1 <= reads < int(host[3]) and writes == 0, (diskstats, host)
+    assert any(line.split()[:1] == [name] for line in iostat.splitlines()), iostat
