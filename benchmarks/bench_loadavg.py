@@ -206,7 +206,7 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
         if daemon.proc is not None and daemon.proc.poll() is not None:
             raise DaemonError(f"{name} died during the measurement; log:\n{daemon.log_tail()}")
         log(f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass "
-            f"(ns clock: {m.clock_ms_per_pass} ms)")
+            f"(ns clock: {m.clock_ms_per_pass or 0:.1f} ms)")
         return m
     finally:
         run_cleanups([("stop containers", lambda: stop_containers(containers, cgroups)),

@@ -7,6 +7,8 @@ from typing import NamedTuple
 from containerfs.cgroup.records import MemoryCounters
 
 KIB = 1024
+# The host's meminfo figures the container's are computed from.
+HOST_KEYS = ("MemTotal", "SwapTotal", "SwapFree", "Mlocked")
 
 
 class SwapFigures(NamedTuple):
@@ -95,7 +97,7 @@ def meminfo_values(host: dict[str, int], mem: MemoryCounters, v1: bool) -> dict[
             SUnreclaim=stat.get("slab_unreclaimable"),
             KReclaimable=stat.get("slab_reclaimable"),
         )
-    result = {key: _clamp(value, 0, total) for key, value in values.items() if value is not None}
+    result = {key: (0 if v < 0 else total if v > total else v) for key, v in values.items() if v is not None}
     swap = swap_figures(host, mem)
     result.update(SwapTotal=swap.total_kb, SwapFree=swap.free_kb)
     return result

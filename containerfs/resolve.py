@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from containerfs.fsread import read_text
 from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
+from containerfs.ttl import TtlCache
 
 _MAX_CACHED_NAMESPACES = 4096
 
@@ -31,12 +32,15 @@ def _within(path: str, ancestor: str) -> bool:
 
 
 class Resolver:
-    def __init__(self, proc_root: str) -> None:
+    def __init__(self, proc_root: str, membership_seconds: float = 1.0) -> None:
         self.proc_root = proc_root
         # The daemon runs in the host's namespaces: its own links name "the host".
         self.host_pidns = self._ns("self", "pid")
         self.host_mntns = self._ns("self", "mnt")
         self._init_by_ns: dict[str, int] = {}
+        # Processes rarely change cgroups; a reader's container is re-resolved after this
+        # long, or at once if its pid now names a process in another pid namespace.
+        self._recent: TtlCache[tuple[str, Container | None]] = TtlCache(membership_seconds)
 
     def _ns(self, pid: int | str, kind: str) -> str:
         return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
@@ -47,6 +51,13 @@ class Resolver:
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
         pidns = self._ns(pid, "pid")
+        cached_ns, container = self._recent.get(pid, lambda: (pidns, self._resolve(pid, pidns)))
+        if cached_ns != pidns:  # the pid was reused by another container's process
+            container = self._resolve(pid, pidns)
+            self._recent.put(pid, (pidns, container))
+        return container
+
+    def _resolve(self, pid: int, pidns: str) -> Container | None:
         if pidns == self.host_pidns:
             if self._ns(pid, "mnt") == self.host_mntns:
                 return None

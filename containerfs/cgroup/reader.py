@@ -16,6 +16,7 @@ from containerfs.cgroup import files
 from containerfs.cgroup.layout import Hierarchies, Layout
 from containerfs.cgroup.records import MEMORY_STAT_KEYS, CpuLimits, CpuUsage, IoCounters, IoDevice, MemoryCounters
 from containerfs.fsread import FileCache, read_optional
+from containerfs.ttl import TtlCache
 
 CgroupPaths = dict[str, str]
 T = TypeVar("T")
@@ -42,10 +43,16 @@ def _min_optional(values: Iterator[T | None]) -> T | None:
 class CgroupReader:
     """Reads one host's cgroup files; the layout decides which files."""
 
-    def __init__(self, hierarchies: Hierarchies, clock_ticks: int, files: FileCache) -> None:
+    def __init__(
+        self, hierarchies: Hierarchies, clock_ticks: int, files: FileCache, limit_seconds: float = 1.0
+    ) -> None:
         self.hierarchies = hierarchies
         self.clock_ticks = clock_ticks
         self.files = files
+        # Limits are configuration, not counters: re-read at most once per limit_seconds,
+        # which saves a walk over the ancestors on every read.
+        self._byte_limits: TtlCache[int | None] = TtlCache(limit_seconds)
+        self._cpu_limits: TtlCache[CpuLimits] = TtlCache(limit_seconds)
 
     @property
     def layout(self) -> Layout:
@@ -94,6 +101,10 @@ class CgroupReader:
             yield read(base + level)
 
     def _limit_min(self, paths: CgroupPaths, controller: str, name: str) -> int | None:
+        key = (name, paths.get(controller if self.layout is not Layout.V2 else ""))
+        return self._byte_limits.get(key, lambda: self._read_limit_min(paths, controller, name))
+
+    def _read_limit_min(self, paths: CgroupPaths, controller: str, name: str) -> int | None:
         def limit(directory: str) -> int | None:
             text = self.files.read_optional(f"{directory}/{name}")
             # The v2 root has no limit files at all: absent means unlimited.
@@ -161,7 +172,8 @@ class CgroupReader:
     # -- cpu -------------------------------------------------------------------------
 
     def cpu_limits(self, paths: CgroupPaths) -> CpuLimits:
-        return CpuLimits(self._cpuset(paths), self._quota(paths))
+        key = (paths.get(""),) if self.layout is Layout.V2 else (paths.get("cpuset"), paths.get("cpu"))
+        return self._cpu_limits.get(key, lambda: CpuLimits(self._cpuset(paths), self._quota(paths)))
 
     def _cpuset(self, paths: CgroupPaths) -> list[int] | None:
         if self.layout is Layout.V2:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from containerfs.memory import meminfo_values
-from containerfs.procfs.meminfo import parse_meminfo, render_meminfo
+from containerfs.memory import HOST_KEYS, meminfo_values
+from containerfs.procfs.meminfo import meminfo_subset, render_meminfo
 from containerfs.views.base import View, ViewContext, proc_file
 
 
 def render(ctx: ViewContext) -> str:
     host_text = ctx.host.proc("meminfo")
-    values = meminfo_values(parse_meminfo(host_text), ctx.cgroups.memory(ctx.paths), v1=ctx.v1)
+    host = meminfo_subset(host_text, HOST_KEYS)
+    values = meminfo_values(host, ctx.cgroups.memory(ctx.paths), v1=ctx.v1)
     return render_meminfo(host_text, values)
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from containerfs.memory import swap_figures
-from containerfs.procfs.meminfo import parse_meminfo
+from containerfs.memory import HOST_KEYS, swap_figures
+from containerfs.procfs.meminfo import meminfo_subset
 from containerfs.procfs.swaps import render_swaps
 from containerfs.views.base import View, ViewContext, proc_file
 
 
 def render(ctx: ViewContext) -> str:
-    swap = swap_figures(parse_meminfo(ctx.host.proc("meminfo")), ctx.cgroups.memory(ctx.paths))
+    host = meminfo_subset(ctx.host.proc("meminfo"), HOST_KEYS)
+    swap = swap_figures(host, ctx.cgroups.memory(ctx.paths))
     return render_swaps(swap.total_kb, swap.used_kb)
 
 

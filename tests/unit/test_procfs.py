@@ -7,7 +7,7 @@ import pytest
 from containerfs.procfs.cpuinfo import parse_cpuinfo, render_cpuinfo
 from containerfs.procfs.diskstats import parse_diskstats, render_diskstats
 from containerfs.procfs.loadavg import EXP, FIXED_1, LoadAvg, decay, render_loadavg
-from containerfs.procfs.meminfo import parse_meminfo, render_meminfo
+from containerfs.procfs.meminfo import meminfo_subset, parse_meminfo, render_meminfo
 from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.procfs.process import parse_proc_cgroup, parse_proc_stat, parse_proc_status
 from containerfs.procfs.stat import CpuTimes, parse_stat, render_stat
@@ -226,3 +226,18 @@ def test_mountinfo() -> None:
     mounts = parse_mountinfo(text)
     assert mounts[0].mountpoint == "/mnt/with space" and mounts[0].fstype == "ext3"
     assert mounts[1].fstype == "fuse.containerfs"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [("MemTotal", 16384000), ("MemFree", 8000000), ("HugePages_Total", 0), ("Hugepagesize", 2048), ("Nope", 0)],
+)
+def test_meminfo_subset_matches_full_parse(key: str, expected: int) -> None:
+    assert meminfo_subset(MEMINFO, (key,)) == {key: expected}
+    assert parse_meminfo(MEMINFO).get(key, 0) == expected
+
+
+def test_meminfo_render_does_not_confuse_prefixes() -> None:
+    text = "Active:             100 kB\nActive(anon):        60 kB\nActive(file):        40 kB\n"
+    out = render_meminfo(text, {"Active": 5, "Active(file)": 2})
+    assert out == "Active:                5 kB\nActive(anon):        60 kB\nActive(file):          2 kB\n"
