@@ -102,11 +102,18 @@ class FileCache:
                 del self._fds[path]
                 os.close(fd)
 
+    def forget_under(self, directory: str) -> None:
+        """Close the descriptors of files below directory (a cgroup that went away)."""
+        prefix = directory.rstrip("/") + "/"
+        with self._lock:
+            for path in [p for p in self._fds if p.startswith(prefix)]:
+                os.close(self._fds.pop(path))
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
 
-    def __len__(self) -> int:
-        return len(self._fds)
+    def paths(self) -> list[str]:
+        return list(self._fds)

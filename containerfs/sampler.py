@@ -55,6 +55,7 @@ class LoadSampler:
                 tasks = self.count(state)
             except CgroupGone:
                 self.registry.remove(state.key)
+                self.cgroups.forget(state.cgroups)
                 continue
             except OSError as err:
                 log.warning("load sampling of %s failed: %s", state.key, err)

@@ -299,6 +299,16 @@ class CgroupReader:
                 ids.extend(int(v) for v in text.split())
         return ids
 
+    def forget(self, paths: CgroupPaths) -> None:
+        """Close the cached descriptors of cgroups that were removed."""
+        if self.layout is Layout.V2:
+            located = [(self.hierarchies.root, paths.get(""))]
+        else:
+            located = [(base, paths.get(controller)) for controller, base in self.hierarchies.v1_dirs.items()]
+        for base, path in located:
+            if path and path != "/":
+                self.files.forget_under(base + path)
+
     def identity(self, paths: CgroupPaths) -> tuple[tuple[str, str], ...]:
         """A hashable key naming the container these cgroups make up."""
         if self.layout is Layout.V2:

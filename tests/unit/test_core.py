@@ -170,3 +170,28 @@ def test_stat_never_goes_backwards(host_copy: Path) -> None:
 
     for old, new in zip(cpu_lines(first), cpu_lines(second)):
         assert all(n >= o for o, n in zip(old, new))
+
+
+def test_sampler_forgets_removed_cgroups(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    fs.render_path("proc/meminfo", WEB_INIT)
+    cgroup = web_cgroup(host_copy)
+    assert len(fs.registry) == 1
+    assert any(str(cgroup) in path for path in fs.files.paths())
+    shutil.rmtree(cgroup)
+    fs.sampler.sample_all()
+    assert len(fs.registry) == 0
+    assert not any(str(cgroup) in path for path in fs.files.paths())
+
+
+def test_load_sampling_counts_running_and_blocked_threads() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    fs.render_path("proc/loadavg", WEB_INIT)
+    for _ in range(12):  # one minute of 5 s samples
+        fs.sampler.sample_all()
+    fields = fs.render_path("proc/loadavg", WEB_INIT).decode().split()
+    # The web container has one thread in R and one in D (SCENARIO.md): load 2 after
+    # a minute is 2 * (1 - 1/e).
+    assert 1.2 <= float(fields[0]) <= 1.3
+    assert float(fields[0]) > float(fields[1]) > float(fields[2]) > 0
+    assert fields[3] == "1/5"
