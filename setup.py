@@ -1,13 +1,18 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-from containerfs import __version__
+HERE = Path(__file__).resolve().parent
+# Read, not imported: the build runs before the package's dependencies are installed.
+__version__ = re.search(r'__version__ = "([^"]+)"', (HERE / "containerfs" / "__init__.py").read_text()).group(1)
 
 setup(
     name="containerfs",
     version=__version__,
     description="Per-container /proc and /sys views (meminfo, cpuinfo, stat, loadavg, "
     "uptime, diskstats, swaps, cpu/online) served by a FUSE daemon from cgroup v1/v2 counters",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",

@@ -140,14 +140,14 @@ class ContainerFS:
             if created:
                 # Tracking starts at the first read: fill the task counts right away.
                 self.sampler.refresh(state)
-            ctx = ViewContext(
-                self.host, self.cgroups, container, state, self.sampler, self.options.use_quota, self.clock_ticks
-            )
+            ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
             text = view.render(ctx)
             self.stats.renders += 1
             return text.encode()
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
+            # Vanished processes and cgroups, missing or malformed files are expected;
+            # anything else is a bug, logged with its traceback.
             expected = isinstance(err, (OSError, ValueError, LookupError))
             self._errors.warning(
                 f"{view.path}:{type(err).__name__}",
@@ -155,7 +155,6 @@ class ContainerFS:
                 view.path,
                 pid,
                 err if expected else repr(err),
+                exc_info=not expected,
             )
-            if not expected:
-                log.debug("unexpected error rendering %s", view.path, exc_info=True)
             return view.host_content(self.host).encode()

@@ -15,7 +15,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, kind: str, message: str, *args: object) -> None:
+    def warning(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
             last = self._last.get(kind)
@@ -26,4 +26,4 @@ class RateLimitedLog:
             suppressed = self._suppressed.pop(kind, 0)
         if suppressed:
             message += f" ({suppressed} similar suppressed)"
-        self.logger.warning(message, *args)
+        self.logger.warning(message, *args, exc_info=exc_info)

@@ -9,13 +9,10 @@ import time
 from containerfs.cgroup.reader import CgroupGone, CgroupReader
 from containerfs.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
+from containerfs.procfs.process import parse_proc_stat
 from containerfs.state import ContainerState, StateRegistry, TaskCounts
 
 log = logging.getLogger(__name__)
-
-
-def _task_state(stat_text: str) -> str:
-    return stat_text[stat_text.rindex(")") + 2]
 
 
 class LoadSampler:
@@ -33,7 +30,7 @@ class LoadSampler:
         running = blocked = total = last_pid = 0
         for tid in self.cgroups.thread_ids(state.cgroups):
             try:
-                task_state = _task_state(read_text(f"{self.proc_root}/{tid}/stat"))
+                task_state = parse_proc_stat(read_text(f"{self.proc_root}/{tid}/stat")).state
             except (OSError, ValueError):
                 continue  # exited between the listing and the read
             total += 1

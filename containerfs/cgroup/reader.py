@@ -107,7 +107,7 @@ class CgroupReader:
     def _read_limit_min(self, paths: CgroupPaths, controller: str, name: str) -> int | None:
         def limit(directory: str) -> int | None:
             text = self.files.read_optional(f"{directory}/{name}")
-            # The v2 root has no limit files at all: absent means unlimited.
+            # Absent where the parent does not enable the controller: no limit there.
             return None if text is None else files.parse_limit(text)
 
         return _min_optional(self._each_level(paths, controller, limit))
@@ -123,9 +123,6 @@ class CgroupReader:
         usage = files.parse_int(self._required(paths, "memory", "memory.current"))
         raw = files.parse_flat_keyed(self._read(paths, "memory", "memory.stat") or "")
         stat = {key: raw[key] for key in MEMORY_STAT_KEYS if key in raw}
-        if "slab_reclaimable" not in stat and "slab" in raw:
-            # Kernels before 5.9 only had the combined slab counter.
-            stat["slab_unreclaimable"] = raw["slab"]
         swap_current = self._read(paths, "memory", "memory.swap.current")
         return MemoryCounters(
             limit=self._limit_min(paths, "memory", "memory.max"),

@@ -10,7 +10,6 @@ from containerfs.cgroup.reader import CgroupReader
 from containerfs.cpus import visible_cpus
 from containerfs.host import HostFiles
 from containerfs.resolve import Container
-from containerfs.sampler import LoadSampler
 from containerfs.state import ContainerState
 
 
@@ -19,7 +18,6 @@ class ViewContext(NamedTuple):
     cgroups: CgroupReader
     container: Container
     state: ContainerState
-    sampler: LoadSampler
     use_quota: bool
     clock_ticks: int
 
