@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from containerfs.cgroup.records import IoDevice
@@ -9,7 +10,6 @@ from containerfs.procfs import diskstats as ds
 from containerfs.views.base import View, ViewContext, proc_file
 
 log = logging.getLogger(__name__)
-_warned_no_counters = False
 
 SECTOR = 512
 
@@ -29,17 +29,19 @@ def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
     return host._replace(counters=tuple(counters))
 
 
+@functools.lru_cache(maxsize=1)
+def _warn_no_counters() -> None:
+    """Logged once per daemon: the layout, not a container, lacks the counters."""
+    log.warning(
+        "this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): containers read the host's /proc/diskstats"
+    )
+
+
 def render(ctx: ViewContext) -> str:
-    global _warned_no_counters
     host_text = ctx.host.proc("diskstats")
     counters = ctx.cgroups.io(ctx.paths)
     if counters is None:
-        if not _warned_no_counters:
-            _warned_no_counters = True
-            log.warning(
-                "this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): "
-                "containers read the host's /proc/diskstats"
-            )
+        _warn_no_counters()
         return host_text
     lines = [
         container_line(disk, counters[(disk.major, disk.minor)])
