@@ -189,11 +189,14 @@ class Daemon:
 
 
 class ContainerfsDaemon(Daemon):
-    def __init__(self, workdir: Path, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = (), floor: bool = False) -> None:
         super().__init__("containerfs", workdir)
         self.extra_args = list(extra_args)
+        self.floor = floor
 
     def argv(self) -> list[str]:
+        if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
+            return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
         return [sys.executable, "-m", "containerfs", "mount", "-f", *self.extra_args,
                 str(self.mountpoint)]
 
@@ -223,9 +226,9 @@ def containerfs_available() -> str | None:
     return None
 
 
-def make_daemon(name: str, workdir: Path, containerfs_args: Sequence[str] = ()) -> Daemon:
+def make_daemon(name: str, workdir: Path, containerfs_args: Sequence[str] = (), floor: bool = False) -> Daemon:
     if name == "containerfs":
-        return ContainerfsDaemon(workdir, containerfs_args)
+        return ContainerfsDaemon(workdir, containerfs_args, floor)
     if name == "lxcfs":
         return LxcfsDaemon(workdir)
     raise ValueError(name)

@@ -248,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="filesystems to compare (containerfs,lxcfs)")
     ap.add_argument("--containerfs-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for `containerfs mount` (repeatable)")
+    ap.add_argument("--floor", action="store_true",
+                    help="run floor_daemon.py (the adapter serving host files, no views) as containerfs")
     args = ap.parse_args(argv)
 
     files = [f for f in args.files.split(",") if f]
@@ -270,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"# bench_reads: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel {platform.release()}, "
           f"{os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}, "
-          f"{args.duration:g}s x {args.repeats} runs per cell, median shown", flush=True)
+          f"{args.duration:g}s x {args.repeats} runs per cell, median shown"
+          + (" -- FLOOR: containerfs column = adapter only, serving host files" if args.floor else ""),
+          flush=True)
 
     workdirs: dict[str, Path] = {}
     daemons: dict[str, Daemon] = {}
@@ -283,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cg, ncpus = setup_cgroup(f"cfsbench-{os.getpid()}")
         for fs in list(fs_list):
             workdirs[fs] = make_workdir(fs)
-            daemon = make_daemon(fs, workdirs[fs], args.containerfs_arg)
+            daemon = make_daemon(fs, workdirs[fs], args.containerfs_arg, args.floor)
             daemons[fs] = daemon
             try:
                 daemon.start()

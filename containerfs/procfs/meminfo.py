@@ -36,21 +36,33 @@ def meminfo_subset(text: str, keys: tuple[str, ...]) -> dict[str, int]:
     return {key: meminfo_value(text, key) for key in keys}
 
 
+def _line_numbers(lines: list[str]) -> dict[str, int]:
+    return {line[: line.find(":")]: number for number, line in enumerate(lines) if ":" in line}
+
+
+# The kernel prints the same keys in the same order on every read: remember on which line
+# each key is (checking it on use) rather than search the text for every key.
+_layout: tuple[int, dict[str, int]] = (-1, {})
+
+
 def render_meminfo(host_text: str, overrides: dict[str, int]) -> str:
     """The host's file with the overridden kB values substituted, layout kept."""
-    spans = []
-    for key, value in overrides.items():
-        start = _line_start(host_text, key)
-        if start >= 0:
-            end = host_text.find("\n", start)
+    global _layout
+    lines = host_text.split("\n")
+    if _layout[0] != len(lines):
+        _layout = (len(lines), _line_numbers(lines))
+    while True:
+        numbers = _layout[1]
+        changed = lines.copy()
+        for key, value in overrides.items():
+            number = numbers.get(key)
+            if number is None:
+                continue  # a key this kernel does not print
+            if not lines[number].startswith(key + ":"):
+                break
             # The kernel's show_val_kb(): key and colon padded to 16, value to 8.
-            spans.append((start, len(host_text) if end < 0 else end, f"{key + ':':<16}{value:>8} kB"))
-    spans.sort()
-    pieces = []
-    position = 0
-    for start, end, line in spans:
-        pieces.append(host_text[position:start])
-        pieces.append(line)
-        position = end
-    pieces.append(host_text[position:])
-    return "".join(pieces)
+            changed[number] = f"{key + ':':<16}{value:>8} kB"
+        else:
+            return "\n".join(changed)
+        # Same length, other layout (another fixture, a changed kernel): learn this one.
+        _layout = (len(lines), _line_numbers(lines))
