@@ -22,7 +22,7 @@ def parse_diskstats(text: str) -> list[DiskLine]:
         fields = line.split()
         if len(fields) < 4:
             continue
-        disks.append(DiskLine(int(fields[0]), int(fields[1]), fields[2], tuple(int(v) for v in fields[3:])))
+        disks.append(DiskLine(int(fields[0]), int(fields[1]), fields[2], tuple(map(int, fields[3:]))))
     return disks
 
 

@@ -33,7 +33,7 @@ class HostStat(NamedTuple):
 
 def _cpu_times(fields: list[str]) -> CpuTimes:
     # Older kernels print fewer columns; the missing ones are zero.
-    return CpuTimes(*(int(v) for v in fields[: len(CPU_FIELDS)]))
+    return CpuTimes(*map(int, fields[: len(CPU_FIELDS)]))
 
 
 def parse_stat(text: str) -> HostStat:
