@@ -63,14 +63,18 @@ class FileCache:
         self._lock = threading.Lock()
 
     def read(self, path: str) -> str:
-        fd = self._fds.get(path)
-        if fd is not None:
-            try:
-                return _read_all(fd)
-            except OSError:
-                # The cgroup was removed (ENODEV) or recreated: forget this descriptor
-                # and let a fresh open say whether the file still exists.
-                self._forget(path, fd)
+        # Under the lock: another thread closing this descriptor (forget_under) while
+        # we read could let its number name some other file by the time we pread.
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is not None:
+                try:
+                    return _read_all(fd)
+                except OSError:
+                    # The cgroup was removed (ENODEV) or recreated: forget this descriptor
+                    # and let a fresh open say whether the file still exists.
+                    del self._fds[path]
+                    os.close(fd)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             text = _read_all(fd)
@@ -95,12 +99,6 @@ class FileCache:
                 # Oldest first: dicts keep insertion order.
                 os.close(self._fds.pop(next(iter(self._fds))))
             self._fds[path] = fd
-
-    def _forget(self, path: str, fd: int) -> None:
-        with self._lock:
-            if self._fds.get(path) == fd:
-                del self._fds[path]
-                os.close(fd)
 
     def forget_under(self, directory: str) -> None:
         """Close the descriptors of files below directory (a cgroup that went away)."""
