@@ -60,7 +60,8 @@ class LoadSampler:
             active = (tasks.running + tasks.blocked) * FIXED_1
             with state.lock:
                 state.tasks = tasks
-                state.averages = tuple(decay(load, exp, active) for load, exp in zip(state.averages, EXP))
+                one, five, fifteen = (decay(load, exp, active) for load, exp in zip(state.averages, EXP))
+                state.averages = (one, five, fifteen)
         self.passes += 1
         self.last_pass_seconds = time.monotonic() - started
         self.total_pass_seconds += self.last_pass_seconds

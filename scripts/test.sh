@@ -23,4 +23,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check containerfs tests benchmarks
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -ra "$@"

@@ -20,6 +20,7 @@ from containerfs.ttl import TtlCache
 
 CgroupPaths = dict[str, str]
 T = TypeVar("T")
+Limit = TypeVar("Limit", int, Fraction)
 
 
 class CgroupGone(LookupError):
@@ -35,7 +36,7 @@ def ancestors(path: str) -> Iterator[str]:
         path = path.rsplit("/", 1)[0] or "/"
 
 
-def _min_optional(values: Iterator[T | None]) -> T | None:
+def _min_optional(values: Iterator[Limit | None]) -> Limit | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
 

@@ -6,6 +6,8 @@ import importlib
 import logging
 import pkgutil
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,9 @@ def test_load_sampling_counts_running_and_blocked_threads() -> None:
     assert 1.2 <= float(fields[0]) <= 1.3
     assert float(fields[0]) > float(fields[1]) > float(fields[2]) > 0
     assert fields[3] == "1/5"
+
+
+def test_core_does_not_import_the_fuse_binding() -> None:
+    code = "import sys, containerfs.core, containerfs.cli; print('mfusepy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
