@@ -39,8 +39,8 @@ class Resolver:
         self.host_mntns = self._ns("self", "mnt")
         self._init_by_ns: dict[str, int] = {}
         # Processes rarely change cgroups; a reader's container is re-resolved after this
-        # long, or at once if its pid now names a process in another pid namespace.
-        self._recent: TtlCache[tuple[str, Container | None]] = TtlCache(membership_seconds)
+        # long, or at once if its pid now names a process in other namespaces.
+        self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
 
     def _ns(self, pid: int | str, kind: str) -> str:
         return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
@@ -50,16 +50,16 @@ class Resolver:
 
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
-        pidns = self._ns(pid, "pid")
-        cached_ns, container = self._recent.get(pid, lambda: (pidns, self._resolve(pid, pidns)))
-        if cached_ns != pidns:  # the pid was reused by another container's process
-            container = self._resolve(pid, pidns)
-            self._recent.put(pid, (pidns, container))
+        namespaces = (self._ns(pid, "pid"), self._ns(pid, "mnt"))
+        cached, container = self._recent.get(pid, lambda: (namespaces, self._resolve(pid, *namespaces)))
+        if cached != namespaces:  # the pid now names another process, elsewhere
+            container = self._resolve(pid, *namespaces)
+            self._recent.put(pid, (namespaces, container))
         return container
 
-    def _resolve(self, pid: int, pidns: str) -> Container | None:
+    def _resolve(self, pid: int, pidns: str, mntns: str) -> Container | None:
         if pidns == self.host_pidns:
-            if self._ns(pid, "mnt") == self.host_mntns:
+            if mntns == self.host_mntns:
                 return None
             return Container(self.cgroups_of(pid), None)
         init = self._init_of(pid, pidns)
