@@ -20,15 +20,19 @@ from containerfs.views.registry import VIEWS  # noqa: E402
 
 
 def per_render_us(fs: ContainerFS, pid: int, path: str, seconds: float) -> float:
+    """The best of ten batches: other load on the machine only ever adds time."""
     view = VIEWS[path]
     fs.render(view, pid)  # warm the descriptor cache and the registry
-    count = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(100):
-            fs.render(view, pid)
-        count += 100
-    return (time.perf_counter() - start) / count * 1e6
+    best = float("inf")
+    for _ in range(10):
+        count = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds / 10:
+            for _ in range(50):
+                fs.render(view, pid)
+            count += 50
+        best = min(best, (time.perf_counter() - start) / count * 1e6)
+    return best
 
 
 def main() -> int:
