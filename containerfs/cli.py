@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from containerfs import __version__
@@ -25,7 +26,8 @@ def _add_roots(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    return Options(args.proc_root, args.sys_root, args.cgroup_root, use_quota=not args.no_cpu_quota)
+    roots = (os.path.abspath(args.proc_root), os.path.abspath(args.sys_root), os.path.abspath(args.cgroup_root))
+    return Options(*roots, use_quota=not args.no_cpu_quota)
 
 
 def _parser() -> argparse.ArgumentParser:

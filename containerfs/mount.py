@@ -74,6 +74,9 @@ def _configure_logging(foreground: bool, level: str) -> None:
 def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -> int:
     _configure_logging(foreground, log_level)
     mountpoint = os.path.abspath(mountpoint)
+    # A daemon keeps no directory busy; libfuse would also record a mount source that
+    # names a file in the working directory as that file's path.
+    os.chdir("/")
     try:
         prepare_mountpoint(options.proc_root, mountpoint)
         fs = ContainerFS(options)
