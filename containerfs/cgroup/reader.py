@@ -7,6 +7,7 @@ Limits are read at the cgroup and at every ancestor: the smallest one applies.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -80,8 +81,7 @@ class CgroupReader:
         located = self._dir(paths, controller)
         if located is None:
             return None
-        base, path = located
-        return f"{base}{path.rstrip('/')}/{name}"
+        return _join(*located, name)
 
     def _read(self, paths: CgroupPaths, controller: str, name: str) -> str | None:
         path = self._file(paths, controller, name)
@@ -138,10 +138,10 @@ class CgroupReader:
         usage = files.parse_int(self._required(paths, "memory", "memory.usage_in_bytes"))
         raw = files.parse_flat_keyed(self._read(paths, "memory", "memory.stat") or "")
         stat = {}
-        for key, v1_key in _V1_MEMORY_KEYS.items():
+        for key, total_key, local_key in _V1_MEMORY_KEYS:
             # total_* is hierarchical (includes sub-cgroups); without use_hierarchy only the
             # local counter exists.
-            value = raw.get("total_" + v1_key, raw.get(v1_key))
+            value = raw.get(total_key, raw.get(local_key))
             if value is not None:
                 stat[key] = value
         # The kernel reports the minimum over the ancestors in memory.stat, saving a walk.
@@ -314,21 +314,33 @@ class CgroupReader:
         return tuple(sorted((c, p) for c, p in paths.items() if c in self.hierarchies.v1_dirs))
 
 
-_V1_MEMORY_KEYS = {
-    "anon": "rss",
-    "file": "cache",
-    "shmem": "shmem",
-    "file_mapped": "mapped_file",
-    "file_dirty": "dirty",
-    "file_writeback": "writeback",
-    "anon_thp": "rss_huge",
-    "active_anon": "active_anon",
-    "inactive_anon": "inactive_anon",
-    "active_file": "active_file",
-    "inactive_file": "inactive_file",
-    "unevictable": "unevictable",
-    "swapcached": "swapcached",
-}
+# (v2 key, v1 hierarchical key, v1 local key)
+_V1_MEMORY_KEYS = [
+    (key, "total_" + v1_key, v1_key)
+    for key, v1_key in {
+        "anon": "rss",
+        "file": "cache",
+        "shmem": "shmem",
+        "file_mapped": "mapped_file",
+        "file_dirty": "dirty",
+        "file_writeback": "writeback",
+        "anon_thp": "rss_huge",
+        "active_anon": "active_anon",
+        "inactive_anon": "inactive_anon",
+        "active_file": "active_file",
+        "inactive_file": "inactive_file",
+        "unevictable": "unevictable",
+        "swapcached": "swapcached",
+    }.items()
+]
+
+
+@functools.lru_cache(maxsize=65536)
+def _join(base: str, path: str, name: str) -> str:
+    """base/path/name for a cgroup path ("/" or "/a/b"); remembered, it is on every read."""
+    return f"{base}{path.rstrip('/')}/{name}"
+
+
 _BLKIO_FILES = (
     "blkio.throttle.io_service_bytes_recursive",
     "blkio.throttle.io_serviced_recursive",

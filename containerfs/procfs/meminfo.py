@@ -6,6 +6,7 @@ both directions work by locating keys with str.find rather than walking every li
 
 from __future__ import annotations
 
+import functools
 import re
 
 _LINE = re.compile(r"^([^:\n]+):[ \t]*(\d+)", re.MULTILINE)
@@ -36,6 +37,12 @@ def meminfo_subset(text: str, keys: tuple[str, ...]) -> dict[str, int]:
     return {key: meminfo_value(text, key) for key in keys}
 
 
+@functools.cache
+def _label(key: str) -> tuple[str, str]:
+    # The kernel's show_val_kb(): key and colon padded to 16, then the value to 8.
+    return key + ":", f"{key + ':':<16}"
+
+
 def _line_numbers(lines: list[str]) -> dict[str, int]:
     return {line[: line.find(":")]: number for number, line in enumerate(lines) if ":" in line}
 
@@ -58,10 +65,10 @@ def render_meminfo(host_text: str, overrides: dict[str, int]) -> str:
             number = numbers.get(key)
             if number is None:
                 continue  # a key this kernel does not print
-            if not lines[number].startswith(key + ":"):
+            prefix, label = _label(key)
+            if not lines[number].startswith(prefix):
                 break
-            # The kernel's show_val_kb(): key and colon padded to 16, value to 8.
-            changed[number] = f"{key + ':':<16}{value:>8} kB"
+            changed[number] = label + str(value).rjust(8) + " kB"
         else:
             return "\n".join(changed)
         # Same length, other layout (another fixture, a changed kernel): learn this one.

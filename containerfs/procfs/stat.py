@@ -26,33 +26,27 @@ class CpuTimes(NamedTuple):
 
 
 class HostStat(NamedTuple):
-    total: CpuTimes
-    per_cpu: dict[int, CpuTimes]
+    cpu_fields: dict[str, str]  # "cpu", "cpu0", ... -> that line's counters, still text
     other_lines: list[str]  # intr, ctxt, btime, processes, procs_*, softirq, in order
 
-
-def _cpu_times(fields: list[str]) -> CpuTimes:
-    # Older kernels print fewer columns; the missing ones are zero.
-    return CpuTimes(*map(int, fields[: len(CPU_FIELDS)]))
+    def times(self, name: str) -> CpuTimes | None:
+        """One cpu line's counters; parsed on demand, as a container needs few of a host's."""
+        fields = self.cpu_fields.get(name)
+        # Older kernels print fewer columns; the missing ones are zero.
+        return None if fields is None else CpuTimes(*map(int, fields.split()[: len(CPU_FIELDS)]))
 
 
 def parse_stat(text: str) -> HostStat:
-    total = CpuTimes()
-    per_cpu: dict[int, CpuTimes] = {}
+    cpu_fields: dict[str, str] = {}
     other: list[str] = []
     for line in text.split("\n"):
-        if not line.startswith("cpu"):
+        if line.startswith("cpu"):
+            name, _, fields = line.partition(" ")
+            cpu_fields[name] = fields
+        elif line:
             # Kept verbatim and not split: the intr line has thousands of fields.
-            if line:
-                other.append(line)
-            continue
-        fields = line.split()
-        name = fields[0]
-        if name == "cpu":
-            total = _cpu_times(fields[1:])
-        elif name[3:].isdigit():
-            per_cpu[int(name[3:])] = _cpu_times(fields[1:])
-    return HostStat(total, per_cpu, other)
+            other.append(line)
+    return HostStat(cpu_fields, other)
 
 
 def render_cpu_line(name: str, times: CpuTimes) -> str:

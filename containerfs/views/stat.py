@@ -33,8 +33,13 @@ def container_cpu_lines(host: HostStat, cpus: list[int], usage: CpuUsage, ticks_
         system = split_evenly(ticks(usage.system_ns), count)
     lines = []
     for i, cpu in enumerate(cpus):
-        host_cpu = host.per_cpu.get(cpu, host.total)
-        elapsed = host_cpu.total()
+        # A CPU missing from the host's file (offline since we looked): the average.
+        host_cpu = host.times(f"cpu{cpu}")
+        if host_cpu is not None:
+            elapsed = host_cpu.total()
+        else:
+            everything = host.times("cpu") or CpuTimes()
+            elapsed = everything.total() // max(1, len(host.cpu_fields) - 1)
         lines.append(CpuTimes(user=user[i], system=system[i], idle=max(0, elapsed - user[i] - system[i])))
     return lines
 

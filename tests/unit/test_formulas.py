@@ -10,7 +10,7 @@ from containerfs.cgroup.records import CpuLimits, CpuUsage, IoDevice, MemoryCoun
 from containerfs.cpus import visible_cpus
 from containerfs.memory import meminfo_values, swap_figures
 from containerfs.procfs.diskstats import DiskLine
-from containerfs.procfs.stat import CpuTimes, HostStat
+from containerfs.procfs.stat import CpuTimes, parse_stat
 from containerfs.procfs.uptime import Uptime
 from containerfs.views.diskstats import container_line
 from containerfs.views.stat import container_cpu_lines, never_backwards, split_evenly
@@ -131,10 +131,8 @@ def test_split_evenly(total: int, parts: int) -> None:
     assert all(a <= b for a, b in zip(shares, split_evenly(total + 1, parts)))  # monotonic
 
 
-HOST_STAT = HostStat(
-    CpuTimes(user=400, idle=3600),
-    {cpu: CpuTimes(user=100, system=0, idle=900) for cpu in range(4)},
-    [],
+HOST_STAT = parse_stat(
+    "cpu  400 0 0 3600 0 0 0 0 0 0\n" + "".join(f"cpu{n} 100 0 0 900 0 0 0 0 0 0\n" for n in range(4))
 )
 NS_PER_TICK = 10_000_000
 
@@ -166,6 +164,8 @@ NS_PER_TICK = 10_000_000
         ),
         # more use than the host CPU's elapsed time (counter skew): idle clamps at 0
         ([0], CpuUsage(5000 * NS_PER_TICK, 0, None), [CpuTimes(user=5000, system=0, idle=0)]),
+        # a CPU gone from the host's file: the host's average CPU time
+        ([9], CpuUsage(0, 0, None), [CpuTimes(user=0, system=0, idle=1000)]),
     ],
 )
 def test_container_cpu_lines(cpus: list[int], usage: CpuUsage, expected: list[CpuTimes]) -> None:

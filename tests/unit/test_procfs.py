@@ -61,9 +61,11 @@ STAT = (
 
 def test_stat_parse() -> None:
     stat = parse_stat(STAT)
-    assert stat.total == CpuTimes(100, 5, 50, 1000, 10, 1, 2, 3, 0, 0)
-    assert sorted(stat.per_cpu) == [0, 1]
-    assert stat.per_cpu[1].total() == 40 + 20 + 500 + 5 + 1 + 1
+    assert stat.times("cpu") == CpuTimes(100, 5, 50, 1000, 10, 1, 2, 3, 0, 0)
+    assert sorted(stat.cpu_fields) == ["cpu", "cpu0", "cpu1"]
+    times = stat.times("cpu1")
+    assert times is not None and times.total() == 40 + 20 + 500 + 5 + 1 + 1
+    assert stat.times("cpu7") is None
     assert stat.other_lines[0] == "intr 12345 0 0 1 2 3"
     assert stat.other_lines[-1] == "softirq 1 2 3"
 
@@ -71,7 +73,7 @@ def test_stat_parse() -> None:
 def test_stat_parse_old_kernel_with_fewer_columns() -> None:
     # Before 2.6.33 there was no guest_nice; before 2.6.24 no guest.
     stat = parse_stat("cpu  1 2 3 4 5 6 7\ncpu0 1 2 3 4 5 6 7\n")
-    assert stat.per_cpu[0] == CpuTimes(1, 2, 3, 4, 5, 6, 7, 0, 0, 0)
+    assert stat.times("cpu0") == CpuTimes(1, 2, 3, 4, 5, 6, 7, 0, 0, 0)
 
 
 def test_stat_render_aggregate_is_sum() -> None:
