@@ -16,14 +16,19 @@ from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 log = logging.getLogger("containerfs")
 
 
+# The daemon's own mount table: where it mounts is real even when the views read
+# injected roots (--proc-root serves fixture trees through a real mount).
+OWN_MOUNTINFO = "/proc/self/mountinfo"
+
+
 class MountpointBusy(Exception):
     pass
 
 
-def _mount_at(proc_root: str, mountpoint: str) -> Mount | None:
+def _mount_at(mountinfo: str, mountpoint: str) -> Mount | None:
     """The topmost mount at mountpoint, if any."""
     found = None
-    for mount in parse_mountinfo(read_text(os.path.join(proc_root, "self/mountinfo"))):
+    for mount in parse_mountinfo(read_text(mountinfo)):
         if mount.mountpoint == mountpoint:
             found = mount
     return found
@@ -43,9 +48,9 @@ def _detach(mountpoint: str) -> None:
     subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=True, capture_output=True)
 
 
-def prepare_mountpoint(proc_root: str, mountpoint: str) -> None:
+def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     """Make mountpoint ready for a new daemon, or raise MountpointBusy saying why not."""
-    mount = _mount_at(proc_root, mountpoint)
+    mount = _mount_at(mountinfo, mountpoint)
     if mount is not None:
         if _is_dead(mountpoint) and mount.fstype.startswith("fuse"):
             log.warning("%s: detaching the dead mount of a daemon that is gone", mountpoint)
@@ -78,7 +83,7 @@ def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -
     # names a file in the working directory as that file's path.
     os.chdir("/")
     try:
-        prepare_mountpoint(options.proc_root, mountpoint)
+        prepare_mountpoint(mountpoint)
         fs = ContainerFS(options)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
