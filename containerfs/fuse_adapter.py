@@ -1,8 +1,9 @@
 """The thin FUSE adapter: dispatch to the core, map its errors to errno in one place.
 
-Round trips dominate a read's cost (about 80 us each here), so the adapter avoids the ones
-it can: long entry/attr timeouts (the tree never changes), no flush handler (answered
-ENOSYS once, then the kernel stops sending it).
+Every kernel round trip costs more than computing a small view, so the adapter avoids
+the ones it can: long entry/attr/negative timeouts (the tree never changes) and no flush
+handler (answered ENOSYS once, then the kernel stops sending it).  A read is then OPEN,
+READ, READ at EOF and RELEASE; lxcfs needs seven requests.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
 log = logging.getLogger(__name__)
 
 _ERRNO = {NotFound: errno.ENOENT, ReadOnly: errno.EROFS, IsADirectory: errno.EISDIR, BadHandle: errno.EBADF}
+_CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0
 
@@ -37,10 +39,8 @@ def _errors_to_errno(method: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except tuple(_ERRNO) as err:
+        except _CORE_ERRORS as err:
             raise mfusepy.FuseOSError(_ERRNO[type(err)]) from err
-        except mfusepy.FuseOSError:
-            raise
         except Exception as err:
             log.exception("%s failed", method.__name__)
             raise mfusepy.FuseOSError(errno.EIO) from err
@@ -61,11 +61,10 @@ class FuseAdapter:
 
     def init_with_config(self, conn_info: Any, config: Any) -> None:
         if config is not None:
-            cfg = config
-            cfg.entry_timeout = cfg.attr_timeout = cfg.negative_timeout = TREE_TIMEOUT_SECONDS
+            config.entry_timeout = config.attr_timeout = config.negative_timeout = TREE_TIMEOUT_SECONDS
             # Every reader gets its own content: no page cache, reads go to the daemon.
-            cfg.direct_io = 1
-            cfg.kernel_cache = cfg.auto_cache = 0
+            config.direct_io = 1
+            config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
         self._fs.sampler.start()
         self.served = True
@@ -117,7 +116,8 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         adapter,
         mountpoint,
         foreground=foreground,
-        # Python callbacks serialize on the GIL: one thread avoids the hand-offs.
+        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop measured
+        # 0.2x the reads/s of this single thread with 4 concurrent readers.
         nothreads=True,
         ro=True,
         allow_other=True,
