@@ -1,4 +1,4 @@
-"""/proc/uptime: time since the container's first process started."""
+"""/proc/uptime: time since the reader's pid namespace began (its init started)."""
 
 from __future__ import annotations
 
