@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import threading
 from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
@@ -37,8 +36,7 @@ class Options(NamedTuple):
 
 class Stats:
     def __init__(self) -> None:
-        self.opens = 0
-        self.renders = 0
+        self.renders = 0  # container readers served their view
         self.host_reads = 0  # readers on the host, served the host's file by design
         self.fallbacks = 0  # container readers served the host's file after an error
 
@@ -66,7 +64,6 @@ class ContainerFS:
         self._errors = RateLimitedLog(log)
         self._handles: dict[int, _Handle] = {}
         self._handle_ids = itertools.count(1)
-        self._lock = threading.Lock()
         self._directories = directories()
 
     # -- tree ------------------------------------------------------------------------
@@ -106,10 +103,9 @@ class ContainerFS:
             raise IsADirectory(path)
         if writing:
             raise ReadOnly(path)
+        # The adapter's loop is single-threaded; dict updates are atomic regardless.
         handle_id = next(self._handle_ids)
-        with self._lock:
-            self._handles[handle_id] = _Handle(VIEWS[self._key(path)])
-            self.stats.opens += 1
+        self._handles[handle_id] = _Handle(VIEWS[self._key(path)])
         return handle_id
 
     def read(self, handle_id: int, size: int, offset: int, pid: int) -> bytes:
@@ -121,8 +117,7 @@ class ContainerFS:
         return handle.snapshot[offset : offset + size]
 
     def release(self, handle_id: int) -> None:
-        with self._lock:
-            self._handles.pop(handle_id, None)
+        self._handles.pop(handle_id, None)
 
     def render_path(self, path: str, pid: int) -> bytes:
         if self.is_dir(path):

@@ -110,7 +110,9 @@ def test_host_reader_gets_host_file() -> None:
     for path in VIEWS:
         host_file = FIXTURES / "v2" / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
         assert fs.render_path(path, HOST_SHELL) == host_file.read_bytes(), path
-    assert fs.stats.host_reads == len(VIEWS) and fs.stats.fallbacks == 0
+    assert fs.stats.host_reads == len(VIEWS) and fs.stats.fallbacks == 0 and fs.stats.renders == 0
+    fs.render_path("proc/meminfo", WEB_INIT)
+    assert fs.stats.renders == 1 and fs.stats.host_reads == len(VIEWS)
 
 
 @pytest.mark.parametrize(
