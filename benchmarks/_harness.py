@@ -36,9 +36,7 @@ HARNESS = Path(__file__).resolve()
 # The container's first process runs this: join every listed cgroup.procs ("0" means
 # "the writing process", resolved in the writer's own pid namespace), then exec the
 # command after "--".
-_JOIN_SCRIPT = (
-    'while [ "$1" != "--" ]; do echo 0 > "$1" || exit 97; shift; done; shift; exec "$@"'
-)
+_JOIN_SCRIPT = 'while [ "$1" != "--" ]; do echo 0 > "$1" || exit 97; shift; done; shift; exec "$@"'
 
 
 def log(msg: str) -> None:
@@ -79,8 +77,7 @@ def fuse_unmount(path: str | os.PathLike[str]) -> None:
         if not is_mounted(path):
             return
         try:
-            subprocess.run(argv, check=False, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=10)
+            subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
         except (OSError, subprocess.SubprocessError) as exc:
             log(f"  warning: {argv[0]} {path}: {exc}")
 
@@ -150,8 +147,7 @@ class Daemon:
                     last_error = repr(exc)
             time.sleep(0.1)
         raise DaemonError(
-            f"{self.name} did not serve {probe} within {timeout:.0f}s ({last_error}); "
-            f"log:\n{self.log_tail()}"
+            f"{self.name} did not serve {probe} within {timeout:.0f}s ({last_error}); log:\n{self.log_tail()}"
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -197,8 +193,7 @@ class ContainerfsDaemon(Daemon):
     def argv(self) -> list[str]:
         if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
             return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
-        return [sys.executable, "-m", "containerfs", "mount", "-f", *self.extra_args,
-                str(self.mountpoint)]
+        return [sys.executable, "-m", "containerfs", "mount", "-f", *self.extra_args, str(self.mountpoint)]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -213,8 +208,7 @@ class LxcfsDaemon(Daemon):
         self.binary = binary
 
     def argv(self) -> list[str]:
-        return [self.binary, "-f", "-l", "--enable-cfs", "-p", str(self.workdir / "lxcfs.pid"),
-                str(self.mountpoint)]
+        return [self.binary, "-f", "-l", "--enable-cfs", "-p", str(self.workdir / "lxcfs.pid"), str(self.mountpoint)]
 
 
 def containerfs_available() -> str | None:
@@ -341,8 +335,18 @@ def container_argv(cgroup: Cgroup, argv: Sequence[str]) -> list[str]:
     --kill-child makes the kernel SIGKILL the container init when unshare dies.
     """
     return [
-        "unshare", "--pid", "--mount", "--fork", "--kill-child",
-        "sh", "-c", _JOIN_SCRIPT, "cfsbench-join", *cgroup.procs_files(), "--", *argv,
+        "unshare",
+        "--pid",
+        "--mount",
+        "--fork",
+        "--kill-child",
+        "sh",
+        "-c",
+        _JOIN_SCRIPT,
+        "cfsbench-join",
+        *cgroup.procs_files(),
+        "--",
+        *argv,
     ]
 
 
@@ -428,9 +432,19 @@ def _reader_loop(path: str, start: float, duration: float) -> int:
             if errors >= 1000:
                 break
     elapsed = mono() - t0
-    print(json.dumps({"pid_in_ns": os.getpid(), "count": count, "elapsed": elapsed,
-                      "bytes": nbytes, "errors": errors, "first_error": first_error,
-                      "late": -delay if delay < 0 else 0.0}))
+    print(
+        json.dumps(
+            {
+                "pid_in_ns": os.getpid(),
+                "count": count,
+                "elapsed": elapsed,
+                "bytes": nbytes,
+                "errors": errors,
+                "first_error": first_error,
+                "late": -delay if delay < 0 else 0.0,
+            }
+        )
+    )
     return 0
 
 

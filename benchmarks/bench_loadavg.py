@@ -46,10 +46,7 @@ SAMPLE_INTERVAL = 5.0  # seconds between sampling passes (lxcfs and containerfs)
 LOADAVG_RE = re.compile(r"^\d+\.\d\d \d+\.\d\d \d+\.\d\d \d+/\d+ \d+\n?$")
 # The container's init: read loadavg once through the mount (records the output and
 # cat's status), then sleep as pid 1 until killed.
-CONTAINER_SCRIPT = (
-    'cat "$1" > "$2.out" 2> "$2.err"; echo $? > "$2.tmp"; mv "$2.tmp" "$2.rc"; '
-    "exec sleep infinity"
-)
+CONTAINER_SCRIPT = 'cat "$1" > "$2.out" 2> "$2.err"; echo $? > "$2.tmp"; mv "$2.tmp" "$2.rc"; exec sleep infinity'
 
 
 @dataclass
@@ -124,8 +121,9 @@ def measure_cpu(pid: int, seconds: float) -> tuple[float, float, float | None]:
     return cpu, wall, clock
 
 
-def start_containers(cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path,
-                     timeout: float) -> tuple[list[subprocess.Popen[bytes]], str, float]:
+def start_containers(
+    cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path, timeout: float
+) -> tuple[list[subprocess.Popen[bytes]], str, float]:
     """Start one container per cgroup; wait until each has read loadavg once.
 
     Returns the unshare processes, a sample of what the containers read, and the
@@ -139,19 +137,25 @@ def start_containers(cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path,
     try:
         for i, cg in enumerate(cgroups):
             argv = ["sh", "-c", CONTAINER_SCRIPT, "cfsbench-ct", str(loadavg), str(outdir / str(i))]
-            procs.append(spawn(container_argv(cg, argv), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                spawn(
+                    container_argv(cg, argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         pending = set(range(len(cgroups)))
         deadline = time.monotonic() + timeout
         while pending:
             pending = {i for i in pending if not (outdir / f"{i}.rc").exists()}
             dead = [i for i in pending if procs[i].poll() is not None]
             if dead:
-                raise RuntimeError(f"container {dead[0]} exited with status "
-                                   f"{procs[dead[0]].returncode} before reading loadavg")
+                raise RuntimeError(
+                    f"container {dead[0]} exited with status {procs[dead[0]].returncode} before reading loadavg"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(pending)} containers did not read loadavg "
-                                   f"within {timeout:.0f}s")
+                raise RuntimeError(f"{len(pending)} containers did not read loadavg within {timeout:.0f}s")
             time.sleep(0.1)
         elapsed = time.monotonic() - t0
         bad: list[str] = []
@@ -165,8 +169,7 @@ def start_containers(cgroups: Sequence[Cgroup], loadavg: Path, outdir: Path,
             elif not sample:
                 sample = out.strip()
         if bad:
-            raise RuntimeError(f"{len(bad)} of {len(cgroups)} containers read a bad "
-                               f"loadavg, e.g. {bad[0]}")
+            raise RuntimeError(f"{len(bad)} of {len(cgroups)} containers read a bad loadavg, e.g. {bad[0]}")
         return procs, sample, elapsed
     except BaseException:
         kill_procs(procs)
@@ -180,8 +183,13 @@ def stop_containers(procs: list[subprocess.Popen[bytes]], cgroups: Sequence[Cgro
         cg.kill_all()
 
 
-def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argparse.Namespace,
-                 containers: list[subprocess.Popen[bytes]]) -> Measurement:
+def bench_daemon(
+    name: str,
+    workdir: Path,
+    cgroups: Sequence[Cgroup],
+    args: argparse.Namespace,
+    containers: list[subprocess.Popen[bytes]],
+) -> Measurement:
     daemon: Daemon = make_daemon(name, workdir, args.containerfs_arg)
     m = Measurement(name, len(cgroups))
     try:
@@ -192,11 +200,13 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
             m.idle_cpu_pct = 100.0 * (clock if clock is not None else cpu) / wall
         log(f"{name}: starting {len(cgroups)} containers, each reads proc/loadavg once")
         procs, m.sample, m.setup_s = start_containers(
-            cgroups, daemon.mountpoint / "proc" / "loadavg", workdir / "out",
-            timeout=60 + 0.5 * len(cgroups))
+            cgroups, daemon.mountpoint / "proc" / "loadavg", workdir / "out", timeout=60 + 0.5 * len(cgroups)
+        )
         containers.extend(procs)
-        log(f"{name}: {len(cgroups)} containers up in {m.setup_s:.1f}s; sample read: "
-            f"{m.sample!r}; settling {args.settle:g}s")
+        log(
+            f"{name}: {len(cgroups)} containers up in {m.setup_s:.1f}s; sample read: "
+            f"{m.sample!r}; settling {args.settle:g}s"
+        )
         time.sleep(args.settle)
         log(f"{name}: measuring CPU over {args.seconds:g}s with no reads")
         m.cpu_s, m.wall_s, m.clock_cpu_s = measure_cpu(daemon.pid, args.seconds)
@@ -205,30 +215,35 @@ def bench_daemon(name: str, workdir: Path, cgroups: Sequence[Cgroup], args: argp
         m.threads = proc.num_threads()
         if daemon.proc is not None and daemon.proc.poll() is not None:
             raise DaemonError(f"{name} died during the measurement; log:\n{daemon.log_tail()}")
-        log(f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass "
-            f"(ns clock: {m.clock_ms_per_pass or 0:.1f} ms)")
+        log(
+            f"{name}: {m.cpu_pct:.2f}% of one core, {m.ms_per_pass:.1f} ms per 5s pass "
+            f"(ns clock: {m.clock_ms_per_pass or 0:.1f} ms)"
+        )
         return m
     finally:
-        run_cleanups([("stop containers", lambda: stop_containers(containers, cgroups)),
-                      (f"stop {name}", daemon.stop)])
+        run_cleanups([("stop containers", lambda: stop_containers(containers, cgroups)), (f"stop {name}", daemon.stop)])
         install_signal_handlers()  # run_cleanups ignored them; the next daemon follows
 
 
 def print_results(ms: list[Measurement], notes: list[str]) -> None:
     print()
     print(f"{'':<33}{'psutil cpu_times (10 ms ticks)':<31}| {'kernel ns CPU clock':<23}|")
-    print(f"{'daemon':<12} {'containers':>10} {'idle CPU%':>9} {'CPU%':>6} {'ms/5s pass':>10} "
-          f"{'ms/pass/ctr':>11} | {'ms/5s pass':>10} {'ms/pass/ctr':>11} | {'RSS MiB':>7} "
-          f"{'threads':>7} {'setup s':>7}")
+    print(
+        f"{'daemon':<12} {'containers':>10} {'idle CPU%':>9} {'CPU%':>6} {'ms/5s pass':>10} "
+        f"{'ms/pass/ctr':>11} | {'ms/5s pass':>10} {'ms/pass/ctr':>11} | {'RSS MiB':>7} "
+        f"{'threads':>7} {'setup s':>7}"
+    )
     for m in ms:
         idle = f"{m.idle_cpu_pct:.2f}" if m.idle_cpu_pct is not None else "-"
         per = m.ms_per_pass / m.containers if m.containers else 0.0
         cms = m.clock_ms_per_pass
         cms_s = f"{cms:.1f}" if cms is not None else "-"
         cper_s = f"{cms / m.containers:.3f}" if cms is not None and m.containers else "-"
-        print(f"{m.daemon:<12} {m.containers:>10} {idle:>9} {m.cpu_pct:>6.2f} "
-              f"{m.ms_per_pass:>10.1f} {per:>11.3f} | {cms_s:>10} {cper_s:>11} | "
-              f"{m.rss_mib:>7.1f} {m.threads:>7} {m.setup_s:>7.1f}")
+        print(
+            f"{m.daemon:<12} {m.containers:>10} {idle:>9} {m.cpu_pct:>6.2f} "
+            f"{m.ms_per_pass:>10.1f} {per:>11.3f} | {cms_s:>10} {cper_s:>11} | "
+            f"{m.rss_mib:>7.1f} {m.threads:>7} {m.setup_s:>7.1f}"
+        )
     by = {m.daemon: m for m in ms}
     if "containerfs" in by and "lxcfs" in by and by["lxcfs"].cpu_pct > 0:
         cfs, lx = by["containerfs"], by["lxcfs"]
@@ -246,15 +261,24 @@ def print_results(ms: list[Measurement], notes: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--containers", type=int, default=250, help="containers (default 250)")
-    ap.add_argument("--seconds", type=float, default=30.0,
-                    help="quiet measurement period in seconds (default 30)")
-    ap.add_argument("--baseline-seconds", type=float, default=10.0,
-                    help="idle measurement before any container is tracked (0 = skip)")
-    ap.add_argument("--settle", type=float, default=6.0,
-                    help="seconds between the last container read and the measurement")
+    ap.add_argument("--seconds", type=float, default=30.0, help="quiet measurement period in seconds (default 30)")
+    ap.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=10.0,
+        help="idle measurement before any container is tracked (0 = skip)",
+    )
+    ap.add_argument(
+        "--settle", type=float, default=6.0, help="seconds between the last container read and the measurement"
+    )
     ap.add_argument("--fs", default="containerfs,lxcfs", help="daemons, in order")
-    ap.add_argument("--containerfs-arg", action="append", default=[], metavar="ARG",
-                    help="extra argument for `containerfs mount` (repeatable)")
+    ap.add_argument(
+        "--containerfs-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `containerfs mount` (repeatable)",
+    )
     args = ap.parse_args(argv)
     fs_list = [f for f in args.fs.split(",") if f]
     for fs in fs_list:
@@ -273,10 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("lxcfs not installed: skipped")
         fs_list.remove("lxcfs")
 
-    print(f"# bench_loadavg: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel "
-          f"{platform.release()}, {os.cpu_count()} cpus, loadavg at start "
-          f"{os.getloadavg()[0]:.2f}, {args.containers} containers, {args.seconds:g}s quiet "
-          f"period", flush=True)
+    print(
+        f"# bench_loadavg: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel "
+        f"{platform.release()}, {os.cpu_count()} cpus, loadavg at start "
+        f"{os.getloadavg()[0]:.2f}, {args.containers} containers, {args.seconds:g}s quiet "
+        f"period",
+        flush=True,
+    )
 
     cgroups: list[Cgroup] = []
     containers: list[subprocess.Popen[bytes]] = []

@@ -73,8 +73,10 @@ def setup_cgroup(name: str) -> tuple[Cgroup, int]:
     cg.write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD))
     cg.write("cpu", "cpu.cfs_quota_us", str(CFS_QUOTA))
     ncpus = min(len(parse_cpulist(cpus)), math.ceil(CFS_QUOTA / CFS_PERIOD))
-    log(f"cgroup /{cg.name}: memory {MEM_LIMIT >> 20} MiB, quota {CFS_QUOTA}/{CFS_PERIOD}, "
-        f"cpuset {cpus} (mems {mems}) -> expect {ncpus} visible cpu(s)")
+    log(
+        f"cgroup /{cg.name}: memory {MEM_LIMIT >> 20} MiB, quota {CFS_QUOTA}/{CFS_PERIOD}, "
+        f"cpuset {cpus} (mems {mems}) -> expect {ncpus} visible cpu(s)"
+    )
     return cg, ncpus
 
 
@@ -87,8 +89,9 @@ def run_in_container(cg: Cgroup, argv: Sequence[str], timeout: float) -> dict[st
         kill_procs([proc])
     lines = out.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"container command failed (status {proc.returncode}): "
-                           f"{err.decode(errors='replace').strip()[-2000:]}")
+        raise RuntimeError(
+            f"container command failed (status {proc.returncode}): {err.decode(errors='replace').strip()[-2000:]}"
+        )
     result: dict[str, object] = json.loads(lines[-1])
     return result
 
@@ -147,16 +150,14 @@ def verify(cg: Cgroup, daemon: Daemon, files: Sequence[str], ncpus: int) -> dict
     return bad
 
 
-def run_readers(cg: Cgroup, daemon_pid: int, path: str, readers: int,
-                duration: float) -> tuple[float, float, str]:
+def run_readers(cg: Cgroup, daemon_pid: int, path: str, readers: int, duration: float) -> tuple[float, float, str]:
     """Start ``readers`` container readers together.
 
     Returns the summed reads/s, the daemon's CPU microseconds per read, and a note.
     """
     start = time.monotonic() + 1.5  # every reader is up and waiting by then
     argv = [sys.executable, str(HARNESS), "loop", path, f"{start:.6f}", f"{duration:.3f}"]
-    procs = [spawn(container_argv(cg, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(readers)]
+    procs = [spawn(container_argv(cg, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(readers)]
     notes: list[str] = []
     total = 0.0
     count = 0
@@ -167,8 +168,9 @@ def run_readers(cg: Cgroup, daemon_pid: int, path: str, readers: int,
             out, err = p.communicate(timeout=duration + 60)
             lines = out.decode(errors="replace").strip().splitlines()
             if p.returncode != 0 or not lines:
-                raise RuntimeError(f"reader failed (status {p.returncode}): "
-                                   f"{err.decode(errors='replace').strip()[-1000:]}")
+                raise RuntimeError(
+                    f"reader failed (status {p.returncode}): {err.decode(errors='replace').strip()[-1000:]}"
+                )
             res = json.loads(lines[-1])
             if res["errors"]:
                 notes.append(f"{res['errors']} errors, first {res['first_error']}")
@@ -188,14 +190,18 @@ def fmt_rate(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f}" if values else "-"
 
 
-def print_table(results: dict[tuple[str, int, str], list[float]],
-                cpu_per_read: dict[tuple[str, int, str], list[float]], files: Sequence[str],
-                reader_counts: Sequence[int], fs_list: Sequence[str],
-                bad: dict[str, dict[str, str]], notes: list[str]) -> None:
+def print_table(
+    results: dict[tuple[str, int, str], list[float]],
+    cpu_per_read: dict[tuple[str, int, str], list[float]],
+    files: Sequence[str],
+    reader_counts: Sequence[int],
+    fs_list: Sequence[str],
+    bad: dict[str, dict[str, str]],
+    notes: list[str],
+) -> None:
     cols = ["containerfs", "lxcfs"]
     print()
-    print(f"{'file':<15} {'readers':>7} {'containerfs reads/s':>20} {'lxcfs reads/s':>14} "
-          f"{'ratio':>6}")
+    print(f"{'file':<15} {'readers':>7} {'containerfs reads/s':>20} {'lxcfs reads/s':>14} {'ratio':>6}")
     for name in files:
         for n in reader_counts:
             cells = []
@@ -205,14 +211,19 @@ def print_table(results: dict[tuple[str, int, str], list[float]],
                 cells.append(fmt_rate(vals) + flag)
             a = results.get((f"/proc/{name}", n, "containerfs"), [])
             b = results.get((f"/proc/{name}", n, "lxcfs"), [])
-            ratio = (f"{statistics.median(a) / statistics.median(b):.2f}"
-                     if a and b and statistics.median(b) > 0 else "-")
+            ratio = (
+                f"{statistics.median(a) / statistics.median(b):.2f}" if a and b and statistics.median(b) > 0 else "-"
+            )
             print(f"{'/proc/' + name:<15} {n:>7} {cells[0]:>20} {cells[1]:>14} {ratio:>6}")
-    print("(ratio = containerfs/lxcfs, >1 = containerfs faster; readers share the "
-          "container's 1-CPU quota, daemons run on the host)")
+    print(
+        "(ratio = containerfs/lxcfs, >1 = containerfs faster; readers share the "
+        "container's 1-CPU quota, daemons run on the host)"
+    )
     print()
-    print("daemon CPU per read, microseconds (median; less sensitive to other load; "
-          "ratio >1 = containerfs uses more CPU per read):")
+    print(
+        "daemon CPU per read, microseconds (median; less sensitive to other load; "
+        "ratio >1 = containerfs uses more CPU per read):"
+    )
     print(f"{'file':<15} {'readers':>7} {'containerfs':>12} {'lxcfs':>8} {'ratio':>6}")
     for name in files:
         for n in reader_counts:
@@ -221,16 +232,17 @@ def print_table(results: dict[tuple[str, int, str], list[float]],
             ma = statistics.median(a) if a else None
             mb = statistics.median(b) if b else None
             ratio = f"{ma / mb:.2f}" if ma is not None and mb else "-"
-            print(f"{'/proc/' + name:<15} {n:>7} "
-                  f"{'-' if ma is None else f'{ma:.0f}':>12} {'-' if mb is None else f'{mb:.0f}':>8} "
-                  f"{ratio:>6}")
+            print(
+                f"{'/proc/' + name:<15} {n:>7} "
+                f"{'-' if ma is None else f'{ma:.0f}':>12} {'-' if mb is None else f'{mb:.0f}':>8} "
+                f"{ratio:>6}"
+            )
     print()
     print("per-run reads/s [daemon us CPU/read] (in run order):")
     for key, vals in results.items():
         path, n, fs = key
         us = cpu_per_read.get(key, [])
-        print(f"  {path:<15} {n} reader(s) {fs:<12} "
-              + ", ".join(f"{v:,.0f} [{u:.0f}]" for v, u in zip(vals, us)))
+        print(f"  {path:<15} {n} reader(s) {fs:<12} " + ", ".join(f"{v:,.0f} [{u:.0f}]" for v, u in zip(vals, us)))
     for fs in fs_list:
         for name, why in bad.get(fs, {}).items():
             print(f"* {fs} /proc/{name} failed verification inside the container: {why}")
@@ -244,12 +256,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration (median)")
     ap.add_argument("--readers", default="1,4", help="comma-separated reader counts (1,4)")
     ap.add_argument("--files", default="meminfo,stat", help="files under proc/ (meminfo,stat)")
-    ap.add_argument("--fs", default="containerfs,lxcfs",
-                    help="filesystems to compare (containerfs,lxcfs)")
-    ap.add_argument("--containerfs-arg", action="append", default=[], metavar="ARG",
-                    help="extra argument for `containerfs mount` (repeatable)")
-    ap.add_argument("--floor", action="store_true",
-                    help="run floor_daemon.py (the adapter serving host files, no views) as containerfs")
+    ap.add_argument("--fs", default="containerfs,lxcfs", help="filesystems to compare (containerfs,lxcfs)")
+    ap.add_argument(
+        "--containerfs-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `containerfs mount` (repeatable)",
+    )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="run floor_daemon.py (the adapter serving host files, no views) as containerfs",
+    )
     args = ap.parse_args(argv)
 
     files = [f for f in args.files.split(",") if f]
@@ -270,11 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.append(f"containerfs skipped: {why}")
             fs_list.remove("containerfs")
 
-    print(f"# bench_reads: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel {platform.release()}, "
-          f"{os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}, "
-          f"{args.duration:g}s x {args.repeats} runs per cell, median shown"
-          + (" -- FLOOR: containerfs column = adapter only, serving host files" if args.floor else ""),
-          flush=True)
+    print(
+        f"# bench_reads: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel {platform.release()}, "
+        f"{os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}, "
+        f"{args.duration:g}s x {args.repeats} runs per cell, median shown"
+        + (" -- FLOOR: containerfs column = adapter only, serving host files" if args.floor else ""),
+        flush=True,
+    )
 
     workdirs: dict[str, Path] = {}
     daemons: dict[str, Daemon] = {}
@@ -308,15 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rate, us, note = run_readers(cg, daemons[fs].pid, path, n, args.duration)
                     results.setdefault((f"/proc/{name}", n, fs), []).append(rate)
                     cpu_per_read.setdefault((f"/proc/{name}", n, fs), []).append(us)
-                    log(f"run {rep + 1}/{args.repeats} /proc/{name} x{n} {fs}: "
-                        f"{rate:,.0f} reads/s, daemon {us:.0f} us CPU/read"
-                        + (f"  [{note}]" if note else ""))
+                    log(
+                        f"run {rep + 1}/{args.repeats} /proc/{name} x{n} {fs}: "
+                        f"{rate:,.0f} reads/s, daemon {us:.0f} us CPU/read" + (f"  [{note}]" if note else "")
+                    )
                     if note:
                         notes.append(f"run {rep + 1} /proc/{name} x{n} {fs}: {note}")
         for fs in fs_list:
             if daemons[fs].proc is not None and daemons[fs].proc.poll() is not None:
-                notes.append(f"{fs} daemon died during the benchmark; log:\n"
-                             + daemons[fs].log_tail())
+                notes.append(f"{fs} daemon died during the benchmark; log:\n" + daemons[fs].log_tail())
                 status = 1
     except (KeyboardInterrupt, Terminated) as exc:
         log(f"interrupted ({type(exc).__name__}); cleaning up")

@@ -22,9 +22,6 @@ class LoadSampler:
         self.registry = registry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.passes = 0
-        self.last_pass_seconds = 0.0
-        self.total_pass_seconds = 0.0
 
     def count(self, state: ContainerState) -> TaskCounts:
         running = blocked = total = last_pid = 0
@@ -46,7 +43,6 @@ class LoadSampler:
         state.tasks = self.count(state)
 
     def sample_all(self) -> None:
-        started = time.monotonic()
         for state in self.registry.all():
             try:
                 tasks = self.count(state)
@@ -62,9 +58,6 @@ class LoadSampler:
                 state.tasks = tasks
                 one, five, fifteen = (decay(load, exp, active) for load, exp in zip(state.averages, EXP))
                 state.averages = (one, five, fifteen)
-        self.passes += 1
-        self.last_pass_seconds = time.monotonic() - started
-        self.total_pass_seconds += self.last_pass_seconds
 
     def _run(self) -> None:
         deadline = time.monotonic()

@@ -1,20 +1,13 @@
 """/proc/meminfo: `Key:   value kB` lines.
 
-Views read the host's file on every read and change a few dozen of its ~55 lines, so
-both directions work by locating keys with str.find rather than walking every line.
+Views read the host's file on every read, need four of its ~55 values and change a few
+dozen lines: values are found with str.find, and lines by their remembered position,
+rather than by parsing every line.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-
-_LINE = re.compile(r"^([^:\n]+):[ \t]*(\d+)", re.MULTILINE)
-
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """Each key's value (kB for sizes; a page count for HugePages_*), in file order."""
-    return {key: int(value) for key, value in _LINE.findall(text)}
 
 
 def _line_start(text: str, key: str) -> int:

@@ -7,11 +7,11 @@ import pytest
 from containerfs.procfs.cpuinfo import parse_cpuinfo, render_cpuinfo
 from containerfs.procfs.diskstats import parse_diskstats, render_diskstats
 from containerfs.procfs.loadavg import EXP, FIXED_1, LoadAvg, decay, render_loadavg
-from containerfs.procfs.meminfo import meminfo_subset, parse_meminfo, render_meminfo
+from containerfs.procfs.meminfo import meminfo_subset, render_meminfo
 from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.procfs.process import parse_proc_cgroup, parse_proc_stat, parse_proc_status
 from containerfs.procfs.stat import CpuTimes, parse_stat, render_stat
-from containerfs.procfs.swaps import HEADER, parse_swaps_total, render_swaps
+from containerfs.procfs.swaps import HEADER, render_swaps
 from containerfs.procfs.uptime import Uptime, parse_uptime, render_uptime
 
 MEMINFO = (
@@ -19,8 +19,8 @@ MEMINFO = (
 )
 
 
-def test_meminfo_parse_keeps_page_counts_and_sizes() -> None:
-    assert parse_meminfo(MEMINFO) == {
+def test_meminfo_subset_keeps_page_counts_and_sizes() -> None:
+    assert meminfo_subset(MEMINFO, ("MemTotal", "MemFree", "HugePages_Total", "Hugepagesize")) == {
         "MemTotal": 16384000,
         "MemFree": 8000000,
         "HugePages_Total": 0,
@@ -135,12 +135,6 @@ def test_swaps_render(size: int, used: int, lines: int) -> None:
     if size:
         fields = out.splitlines()[1].split()
         assert fields == ["none", "virtual", str(size), str(used), "0"]
-        assert parse_swaps_total(out) == (size, used)
-
-
-def test_swaps_total_sums_areas() -> None:
-    text = HEADER + "/dev/sda2 partition 100 10 -2\n/swapfile file 50 5 -3\n"
-    assert parse_swaps_total(text) == (150, 15)
 
 
 @pytest.mark.parametrize(
@@ -234,9 +228,8 @@ def test_mountinfo() -> None:
     ("key", "expected"),
     [("MemTotal", 16384000), ("MemFree", 8000000), ("HugePages_Total", 0), ("Hugepagesize", 2048), ("Nope", 0)],
 )
-def test_meminfo_subset_matches_full_parse(key: str, expected: int) -> None:
+def test_meminfo_subset_one_key(key: str, expected: int) -> None:
     assert meminfo_subset(MEMINFO, (key,)) == {key: expected}
-    assert parse_meminfo(MEMINFO).get(key, 0) == expected
 
 
 def test_meminfo_render_does_not_confuse_prefixes() -> None:
