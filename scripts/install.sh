@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install containerfs on a Debian/Ubuntu (apt) or RHEL/Fedora (dnf) host and mount it.
-# Run as root from a checkout:  sudo ./scripts/install.sh [MOUNTPOINT]
+# Run as root from a checkout:  ./scripts/install.sh [MOUNTPOINT]
 set -eu
 cd "$(dirname "$0")/.."
 MOUNTPOINT=${1:-/var/lib/containerfs}

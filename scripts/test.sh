@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run the whole test suite (unit and integration) as root:  sudo ./scripts/test.sh [pytest args]
+# Run the whole test suite (unit and integration) as root:  ./scripts/test.sh [pytest args]
 # Installs what the integration tests drive: runc, lxcfs, fuse3, procps, sysstat.
 set -eu
 cd "$(dirname "$0")/.."
