@@ -15,7 +15,15 @@ from typing import Optional, TypeVar
 
 from containerfs.cgroup import files
 from containerfs.cgroup.layout import Hierarchies, Layout
-from containerfs.cgroup.records import MEMORY_STAT_KEYS, CpuLimits, CpuUsage, IoCounters, IoDevice, MemoryCounters
+from containerfs.cgroup.records import (
+    MEMORY_STAT_KEYS,
+    CpuLimits,
+    CpuUsage,
+    IoCounters,
+    IoDevice,
+    MemoryCounters,
+    PidsCounters,
+)
 from containerfs.fsread import FileCache, read_optional
 from containerfs.ttl import TtlCache
 
@@ -161,6 +169,18 @@ class CgroupReader:
         swap_usage = max(0, files.parse_int(memsw_usage) - usage)
         return MemoryCounters(limit, usage, stat, True, swap_limit, swap_usage)
 
+    def oom_kills(self, paths: CgroupPaths) -> int | None:
+        """Processes the OOM killer killed in the cgroup and its descendants; None: not counted.
+
+        The kernel counts a kill in the victim's cgroup and every ancestor (v2 memory.events
+        unless mounted with memory_localevents; v1 memory.oom_control since Linux 4.13).
+        """
+        name = "memory.events" if self.layout is Layout.V2 else "memory.oom_control"
+        text = self._read(paths, "memory", name)
+        if text is None:
+            return None
+        return files.parse_flat_keyed(text).get("oom_kill")
+
     def _required(self, paths: CgroupPaths, controller: str, name: str) -> str:
         path = self._file(paths, controller, name)
         if path is None:
@@ -270,6 +290,13 @@ class CgroupReader:
         return devices
 
     # -- tasks -----------------------------------------------------------------------
+
+    def pids(self, paths: CgroupPaths) -> PidsCounters | None:
+        """pids.current and the effective pids.max; None where the pids controller is off."""
+        current = self._read(paths, "pids", "pids.current")
+        if current is None:
+            return None
+        return PidsCounters(files.parse_int(current), self._limit_min(paths, "pids", "pids.max"))
 
     def thread_ids(self, paths: CgroupPaths) -> list[int]:
         """Every thread in the cgroup and its descendants."""

@@ -53,6 +53,11 @@ class CpuUsage(NamedTuple):
     per_cpu: dict[int, tuple[int, int]] | None  # host CPU -> (user_ns, system_ns); v2 has none
 
 
+class PidsCounters(NamedTuple):
+    current: int  # tasks in the cgroup and its descendants
+    limit: int | None  # pids.max, smallest over the cgroup and its ancestors; None: no limit
+
+
 class IoDevice(NamedTuple):
     rbytes: int = 0
     wbytes: int = 0
