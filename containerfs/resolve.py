@@ -27,7 +27,8 @@ class Container(NamedTuple):
     init_pid: int | None  # the init of the reader's pid namespace; None in the host's
 
 
-def _within(path: str, ancestor: str) -> bool:
+def within(path: str, ancestor: str) -> bool:
+    """Whether cgroup path is ancestor or lies below it."""
     return path == ancestor or ancestor == "/" or path.startswith(ancestor.rstrip("/") + "/")
 
 
@@ -35,14 +36,14 @@ class Resolver:
     def __init__(self, proc_root: str, membership_seconds: float = 1.0) -> None:
         self.proc_root = proc_root
         # The daemon runs in the host's namespaces: its own links name "the host".
-        self.host_pidns = self._ns("self", "pid")
-        self.host_mntns = self._ns("self", "mnt")
+        self.host_pidns = self.ns("self", "pid")
+        self.host_mntns = self.ns("self", "mnt")
         self._init_by_ns: dict[str, int] = {}
         # Processes rarely change cgroups; a reader's container is re-resolved after this
         # long, or at once if its pid now names a process in other namespaces.
         self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
 
-    def _ns(self, pid: int | str, kind: str) -> str:
+    def ns(self, pid: int | str, kind: str) -> str:
         return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
 
     def cgroups_of(self, pid: int) -> dict[str, str]:
@@ -50,7 +51,7 @@ class Resolver:
 
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
-        namespaces = (self._ns(pid, "pid"), self._ns(pid, "mnt"))
+        namespaces = (self.ns(pid, "pid"), self.ns(pid, "mnt"))
         cached, container = self._recent.get(pid, lambda: (namespaces, self._resolve(pid, *namespaces)))
         if cached != namespaces:  # the pid now names another process, elsewhere
             container = self._resolve(pid, *namespaces)
@@ -62,7 +63,7 @@ class Resolver:
             if mntns == self.host_mntns:
                 return None
             return Container(self.cgroups_of(pid), None)
-        init = self._init_of(pid, pidns)
+        init = self.init_of(pid, pidns)
         own = self.cgroups_of(pid)
         if init == pid:
             return Container(own, pid)
@@ -70,12 +71,13 @@ class Resolver:
         chosen = {}
         for controller, path in own.items():
             init_path = init_cgroups.get(controller)
-            chosen[controller] = init_path if init_path is not None and _within(path, init_path) else path
+            chosen[controller] = init_path if init_path is not None and within(path, init_path) else path
         # Uptime counts from the namespace's init even for a pod member: inside the
         # namespace the init is pid 1, and nothing there may look older than "boot".
         return Container(chosen, init)
 
-    def _init_of(self, pid: int, pidns: str) -> int:
+    def init_of(self, pid: int, pidns: str) -> int:
+        """The init (pid 1) of pidns, found from pid, a process in it; remembered per namespace."""
         cached = self._init_by_ns.get(pidns)
         if cached is not None and self._same_ns(cached, pidns):
             return cached
@@ -88,7 +90,7 @@ class Resolver:
 
     def _same_ns(self, pid: int, pidns: str) -> bool:
         try:
-            return self._ns(pid, "pid") == pidns
+            return self.ns(pid, "pid") == pidns
         except OSError:
             return False
 

@@ -1,0 +1,103 @@
+"""Container discovery over the fixture hosts, and naming from cgroup paths."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from containerfs.containers import ContainerName, container_name, discover
+from containerfs.resolve import Resolver
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ID = "8d2f1c4b7a9e3d5f6c1b2a3948576e0f1d2c3b4a5968778695a4b3c2d1e0f9a8"
+SHORT = ID[:12]
+UID = "6b1f5d3e-2c4a-4e8b-9f0d-7a6c5b4e3d21"
+K8S = ContainerName("kubernetes", f"pod6b1f5d3e/{SHORT}", ID, SHORT)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/docker/{ID}", ContainerName("docker", SHORT, ID, SHORT)),
+        (f"/system.slice/docker-{ID}.scope", ContainerName("docker", SHORT, ID, SHORT)),
+        (f"/system.slice/docker-{ID}.scope/init.scope", ContainerName("docker", SHORT, ID, SHORT)),
+        (f"/libpod-{ID}.scope", ContainerName("podman", SHORT, ID, SHORT)),
+        (f"/machine.slice/libpod-{ID}.scope", ContainerName("podman", SHORT, ID, SHORT)),
+        (f"/libpod_parent/libpod-{ID}", ContainerName("podman", SHORT, ID, SHORT)),
+        (f"/kubepods/burstable/pod{UID}/{ID}", K8S),
+        (f"/kubepods/pod{UID}/{ID}", K8S),
+        (
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            f"{UID.replace('-', '_')}.slice/cri-containerd-{ID}.scope",
+            K8S,
+        ),
+        (f"/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice/crio-{ID}.scope", K8S),
+        (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID}.slice/docker-{ID}.scope", K8S),
+        (f"/crio-{ID}.scope", ContainerName("kubernetes", SHORT, ID, SHORT)),
+        ("/lxc/web1", ContainerName("lxc", "web1", "web1", "web1")),
+        ("/lxc.payload.web1", ContainerName("lxc", "web1", "web1", "web1")),
+        ("/lxc.payload.web1/init.scope", ContainerName("lxc", "web1", "web1", "web1")),
+        ("/cfstest-1a2b/app", ContainerName("runc", "app", "app", "app")),
+        ("/mycontainer", ContainerName("runc", "mycontainer", "mycontainer", "mycontainer")),
+        # a 64-hex component under an unknown parent is not docker's
+        (f"/custom/{ID}", ContainerName("runc", ID, ID, ID)),
+    ],
+)
+def test_container_name(path: str, expected: ContainerName) -> None:
+    assert container_name(path) == expected
+
+
+WEB, POD_PAUSE, POD_APP, NOLIMIT = 2000, 4000, 4001, 5200
+# SCENARIO.md: containers are the inits of non-host pid namespaces plus pod members with
+# their own mount namespace and cgroup (app 4001 shares pause's pid namespace).  3000 runs
+# with --pid=host and the host processes are not containers.
+EXPECTED = {
+    "v1": {WEB: "docker", POD_PAUSE: "kubernetes", POD_APP: "kubernetes", NOLIMIT: "docker", 6000: "docker"},
+    "hybrid": {WEB: "docker", POD_PAUSE: "kubernetes", POD_APP: "kubernetes", NOLIMIT: "docker", 6000: "docker"},
+    "v2": {
+        WEB: "docker",
+        POD_PAUSE: "kubernetes",
+        POD_APP: "kubernetes",
+        5000: "podman",
+        5100: "podman",
+        NOLIMIT: "docker",
+    },
+}
+
+
+@pytest.mark.parametrize("host", ["v1", "v2", "hybrid"])
+def test_discover_fixture_containers(host: str) -> None:
+    records = discover(str(FIXTURES / host / "proc"))
+    assert {r.init_pid: r.kind for r in records} == EXPECTED[host]
+    web = next(r for r in records if r.init_pid == WEB)
+    assert (web.pid_ns, web.mnt_ns) == ("pid:[4026532298]", "mnt:[4026532296]")
+    assert web.name == web.short_id == "8d2f1c4b7a9e"
+    assert web.cgroup in (f"/docker/{ID}", f"/system.slice/docker-{ID}.scope")
+    app = next(r for r in records if r.init_pid == POD_APP)
+    # the pod member shares the pause container's pid namespace, not its mount namespace
+    assert app.pid_ns == next(r for r in records if r.init_pid == POD_PAUSE).pid_ns
+    assert app.mnt_ns == "mnt:[4026532415]"
+    assert app.name == "pod6b1f5d3e/b7c6d5e4f3a2"
+
+
+def test_discover_skips_processes_in_the_root_cgroup_and_vanished_ones(tmp_path: Path) -> None:
+    root = tmp_path / "v1"
+    shutil.copytree(FIXTURES / "v1", root, symlinks=True)
+    proc = root / "proc"
+    # nolimit's init now lives in the root cgroup: not a container
+    cgroup = proc / str(NOLIMIT) / "cgroup"
+    cgroup.write_text("".join(line.rsplit(":", 1)[0] + ":/\n" for line in cgroup.read_text().splitlines()))
+    # blkempty's init vanishes between the listing and the reads
+    (proc / "6000" / "status").unlink()
+    (proc / "6000" / "cgroup").unlink()
+    assert [r.init_pid for r in discover(str(proc))] == [WEB, POD_PAUSE, POD_APP]
+
+
+def test_discover_reuses_the_resolvers_init_cache() -> None:
+    proc = str(FIXTURES / "v2" / "proc")
+    resolver = Resolver(proc)
+    first = discover(proc, resolver)
+    assert discover(proc, resolver) == first
+    assert resolver.init_of(2002, "pid:[4026532298]") == WEB
