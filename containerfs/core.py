@@ -10,17 +10,20 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import NamedTuple
+from time import perf_counter_ns
+from typing import NamedTuple, Protocol
 
 from containerfs.cgroup.layout import Hierarchies, detect
 from containerfs.cgroup.reader import CgroupReader
 from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
 from containerfs.fsread import FileCache
 from containerfs.host import HostFiles
+from containerfs.latency import LatencyHistogram
 from containerfs.ratelimit import RateLimitedLog
 from containerfs.resolve import Resolver
 from containerfs.sampler import LoadSampler
 from containerfs.state import StateRegistry
+from containerfs.stats import Stats
 from containerfs.views.base import View, ViewContext
 from containerfs.views.registry import VIEWS, directories
 
@@ -34,11 +37,12 @@ class Options(NamedTuple):
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.renders = 0  # container readers served their view
-        self.host_reads = 0  # readers on the host, served the host's file by design
-        self.fallbacks = 0  # container readers served the host's file after an error
+class Service(Protocol):
+    """A background thread the daemon runs while it serves (the load sampler, the control socket)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class _Handle:
@@ -59,8 +63,12 @@ class ContainerFS:
         self.cgroups = CgroupReader(self.hierarchies, self.clock_ticks, self.files)
         self.resolver = Resolver(options.proc_root)
         self.registry = StateRegistry()
-        self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry)
         self.stats = Stats()
+        self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry, self.stats)
+        # Time spent rendering a read at offset 0, the one that computes content.
+        self.latency = LatencyHistogram()
+        # Started once the filesystem serves, stopped in reverse order when it stops.
+        self.services: list[Service] = [self.sampler]
         self._errors = RateLimitedLog(log)
         self._handles: dict[int, _Handle] = {}
         self._handle_ids = itertools.count(1)
@@ -113,7 +121,9 @@ class ContainerFS:
         if handle is None:
             raise BadHandle(handle_id)
         if offset == 0 or handle.snapshot is None:
+            started = perf_counter_ns()
             handle.snapshot = self.render(handle.view, pid)
+            self.latency.record(perf_counter_ns() - started)
         return handle.snapshot[offset : offset + size]
 
     def release(self, handle_id: int) -> None:
@@ -144,6 +154,8 @@ class ContainerFS:
             # Vanished processes and cgroups, missing or malformed files are expected;
             # anything else is a bug, logged with its traceback.
             expected = isinstance(err, (OSError, ValueError, LookupError))
+            if not expected:
+                self.stats.error()
             self._errors.warning(
                 f"{view.path}:{type(err).__name__}",
                 "%s for pid %d: %s; serving the host's file",

@@ -8,6 +8,7 @@ READ, READ at EOF and RELEASE; lxcfs needs seven requests.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import logging
@@ -42,6 +43,7 @@ def _errors_to_errno(method: F) -> F:
         except _CORE_ERRORS as err:
             raise mfusepy.FuseOSError(_ERRNO[type(err)]) from err
         except Exception as err:
+            args[0]._fs.stats.error()
             log.exception("%s failed", method.__name__)
             raise mfusepy.FuseOSError(errno.EIO) from err
 
@@ -66,12 +68,14 @@ class FuseAdapter:
             config.direct_io = 1
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        self._fs.sampler.start()
+        for service in self._fs.services:
+            service.start()
         self.served = True
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 
     def destroy(self, path: Any) -> None:
-        self._fs.sampler.stop()
+        for service in reversed(self._fs.services):
+            service.stop()
 
     @_errors_to_errno
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -125,3 +129,13 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         fsname="containerfs",
         subtype="containerfs",
     )
+
+
+def libfuse_version() -> str:
+    """The loaded libfuse's version, e.g. "3.14.0" (fuse_pkgversion exists since 3.0)."""
+    try:
+        pkgversion = mfusepy._libfuse.fuse_pkgversion
+    except AttributeError:
+        return f"{mfusepy.fuse_version_major}.{mfusepy.fuse_version_minor}"
+    pkgversion.restype = ctypes.c_char_p
+    return str(pkgversion().decode())

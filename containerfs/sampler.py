@@ -11,15 +11,21 @@ from containerfs.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.state import ContainerState, StateRegistry, TaskCounts
+from containerfs.stats import Stats
 
 log = logging.getLogger(__name__)
 
 
 class LoadSampler:
-    def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry) -> None:
+    def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats) -> None:
         self.proc_root = proc_root
         self.cgroups = cgroups
         self.registry = registry
+        self.stats = stats
+        # What sampling costs, for `containerfs status`: passes, CPU time, the last pass's duration.
+        self.passes = 0
+        self.cpu_ns = 0
+        self.last_pass_ns: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,6 +57,7 @@ class LoadSampler:
                 self.cgroups.forget(state.cgroups)
                 continue
             except OSError as err:
+                self.stats.error()
                 log.warning("load sampling of %s failed: %s", state.key, err)
                 continue
             active = (tasks.running + tasks.blocked) * FIXED_1
@@ -65,10 +72,15 @@ class LoadSampler:
             deadline += SAMPLE_SECONDS
             if self._stop.wait(max(0.0, deadline - time.monotonic())):
                 return
+            started, cpu = time.monotonic_ns(), time.thread_time_ns()
             try:
                 self.sample_all()
             except Exception:  # the sampler must outlive any one bad pass
+                self.stats.error()
                 log.exception("load sampling pass failed")
+            self.passes += 1
+            self.cpu_ns += time.thread_time_ns() - cpu
+            self.last_pass_ns = time.monotonic_ns() - started
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="loadavg-sampler", daemon=True)

@@ -148,7 +148,20 @@ def test_failures_serve_host_file_and_are_counted(
     host_file = host_copy / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
     assert content == host_file.read_bytes()
     assert fs.stats.fallbacks == 1
+    assert fs.stats.errors == 0, "an expected failure (vanished or damaged files) is not a daemon error"
     assert "serving the host's file" in caplog.text
+
+
+def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = make_fs(FIXTURES / "v2")
+
+    def broken(paths: dict[str, str]) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fs.cgroups, "memory", broken)
+    assert fs.render_path("proc/meminfo", WEB_INIT) == (FIXTURES / "v2" / "proc" / "meminfo").read_bytes()
+    assert (fs.stats.fallbacks, fs.stats.errors) == (1, 1)
+    assert fs.stats.last_error is not None
 
 
 def test_fallback_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
