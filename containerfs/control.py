@@ -1,0 +1,249 @@
+"""The daemon's control socket: one JSON request and one JSON answer per connection.
+
+A unix stream socket per mountpoint under /run/containerfs (directory 0700, socket 0600,
+both root's), so only root on the host can reach it: containers must not learn about
+other containers.  The daemon also checks the peer (SO_PEERCRED): root, and in the host's
+pid namespace.  A small thread serves it, one client at a time, with a timeout, so a
+slow or broken client can delay another status call but never the FUSE loop or the
+daemon's life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUN_DIR = "/run/containerfs"
+# Tests (and unusual hosts) point daemon and client elsewhere.
+RUN_DIR_ENV = "CONTAINERFS_RUN_DIR"
+_MAX_REQUEST = 65536
+# sun_path holds 108 bytes with the terminating NUL.
+_MAX_SOCKET_PATH = 107
+_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def run_dir() -> str:
+    return os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR
+
+
+def escape_path(path: str) -> str:
+    """A mountpoint as one file name, like `systemd-escape --path`: /var/lib/x -> var-lib-x."""
+    trimmed = os.path.normpath(path).strip("/")
+    if not trimmed:
+        return "-"
+    out = []
+    for index, char in enumerate(trimmed):
+        if char == "/":
+            out.append("-")
+        elif char in _SAFE and not (index == 0 and char == "."):
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return "".join(out)
+
+
+def socket_path(mountpoint: str, directory: str | None = None) -> str:
+    directory = directory if directory is not None else run_dir()
+    name = escape_path(os.path.abspath(mountpoint))
+    path = os.path.join(directory, name + ".sock")
+    if len(path.encode()) > _MAX_SOCKET_PATH:
+        # Too long for a socket address: keep a readable head and make it unique with a hash.
+        digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
+        path = os.path.join(directory, f"{name[:32]}-{digest}.sock")
+    return path
+
+
+class ControlError(Exception):
+    """The client could not get an answer; the message is one line for the user."""
+
+
+class NoDaemon(ControlError):
+    pass
+
+
+def request(path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send message to the daemon listening at path and return its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            # No socket, or the one a killed daemon left behind.
+            raise NoDaemon(f"no daemon is listening ({err.strerror})") from err
+        except PermissionError as err:
+            raise ControlError(f"cannot reach the daemon: {err.strerror} (status needs root)") from err
+        except OSError as err:
+            raise ControlError(f"cannot reach the daemon at {path}: {err.strerror or err}") from err
+        try:
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            data = _read_all(sock)
+        except socket.timeout as err:
+            raise ControlError(f"the daemon did not answer within {timeout:g} s") from err
+        except OSError as err:
+            raise ControlError(f"the daemon closed the connection: {err.strerror or err}") from err
+    try:
+        answer = json.loads(data)
+    except ValueError as err:
+        raise ControlError("the daemon's answer is not JSON") from err
+    if not isinstance(answer, dict):
+        raise ControlError("the daemon's answer is not a JSON object")
+    if not answer.get("ok"):
+        raise ControlError(f"the daemon refused: {answer.get('error', 'no reason given')}")
+    return answer
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class ControlServer:
+    """Serves handler's answers on a unix socket from a daemon thread (a core Service)."""
+
+    def __init__(
+        self,
+        path: str,
+        handler: Handler,
+        *,
+        peer_uid: int = 0,
+        proc_root: str = "/proc",
+        timeout: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.handler = handler
+        self.peer_uid = peer_uid
+        # The real /proc, not the views' injected root: it judges real peers.
+        self.proc_root = proc_root
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._inode: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._host_pidns = ""
+
+    def start(self) -> None:
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # also when it existed with wider permissions
+        try:
+            # A socket left by a killed daemon; mount refuses a mountpoint a live one serves.
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            sock.listen(8)
+        except OSError:
+            sock.close()
+            raise
+        self._inode = os.stat(self.path).st_ino
+        self._sock = sock
+        self._host_pidns = os.readlink(f"{self.proc_root}/self/ns/pid")
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+            self._sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 1)
+        try:
+            # Only our own socket: never one a newer daemon bound at the same path.
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError as err:
+                if self._stopping.is_set() or err.errno in (errno.EBADF, errno.EINVAL):
+                    return
+                log.warning("control socket: accept failed: %s", err)
+                continue
+            with conn:
+                try:
+                    self._answer(conn)
+                except Exception:  # no client may take the daemon or this thread down
+                    log.exception("control socket: request failed")
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(self.timeout)
+        refusal = self._refusal(conn)
+        if refusal is not None:
+            log.warning("control socket: %s", refusal)
+        try:
+            # Read the request even from a refused peer: closing with unread input resets
+            # the connection and the peer would never see why it was refused.
+            message = self._receive(conn)
+        except (OSError, ValueError) as err:
+            self._send(conn, {"ok": False, "error": refusal or f"bad request: {err}"})
+            return
+        if refusal is not None:
+            self._send(conn, {"ok": False, "error": refusal})
+            return
+        try:
+            answer = self.handler(message)
+        except Exception as err:  # a bug answering one request must not end the service
+            log.exception("control socket: answering %r failed", message.get("request"))
+            answer = {"ok": False, "error": f"internal error: {type(err).__name__}: {err}"}
+        self._send(conn, answer)
+
+    def _refusal(self, conn: socket.socket) -> str | None:
+        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid != self.peer_uid:
+            return f"permission denied: peer pid {pid} runs as uid {uid}"
+        try:
+            pidns = os.readlink(f"{self.proc_root}/{pid}/ns/pid")
+        except OSError:
+            return f"permission denied: peer pid {pid} cannot be checked"
+        if pidns != self._host_pidns:
+            return f"permission denied: peer pid {pid} is not in the host's pid namespace"
+        return None
+
+    @staticmethod
+    def _receive(conn: socket.socket) -> dict[str, Any]:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > _MAX_REQUEST:
+                raise ValueError("request too long")
+        message = json.loads(data)
+        if not isinstance(message, dict):
+            raise ValueError("not a JSON object")
+        return message
+
+    @staticmethod
+    def _send(conn: socket.socket, answer: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):  # a client that went away: its loss
+            conn.sendall(json.dumps(answer).encode() + b"\n")
