@@ -1,4 +1,4 @@
-"""containerfs command line: mount, umount, show."""
+"""containerfs command line: mount, umount, show, status."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from containerfs import __version__
 from containerfs.core import ContainerFS, Options
 from containerfs.errors import NotFound
+from containerfs.status import cli as status_cli
 
 DEFAULT_MOUNTPOINT = "/var/lib/containerfs"
 
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("pid", type=int)
     show.add_argument("path", help="e.g. proc/meminfo or sys/devices/system/cpu/online")
     _add_roots(show)
+
+    status = commands.add_parser("status", help="the daemon and every container: usage, limits, alerts, metrics")
+    status_cli.add_arguments(status, DEFAULT_MOUNTPOINT)
     return parser
 
 
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         logging.basicConfig(level=logging.WARNING, format="containerfs: %(message)s")
         return _show(args)
+    if args.command == "status":
+        return status_cli.run(args)
     # The FUSE binding is imported only by the commands that need it.
     from containerfs import mount
 

@@ -81,9 +81,10 @@ def request(path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[s
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as err:
-            # No socket, or the one a killed daemon left behind.
-            raise NoDaemon(f"no daemon is listening ({err.strerror})") from err
+        except FileNotFoundError as err:
+            raise NoDaemon(f"no control socket {path}") from err
+        except ConnectionRefusedError as err:
+            raise NoDaemon(f"nothing listens on {path} (left by a daemon that died)") from err
         except PermissionError as err:
             raise ControlError(f"cannot reach the daemon: {err.strerror} (status needs root)") from err
         except OSError as err:

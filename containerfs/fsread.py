@@ -107,5 +107,11 @@ class FileCache:
             for path in [p for p in self._fds if p.startswith(prefix)]:
                 os.close(self._fds.pop(path))
 
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
     def paths(self) -> list[str]:
         return list(self._fds)

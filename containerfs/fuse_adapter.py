@@ -69,7 +69,10 @@ class FuseAdapter:
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
         for service in self._fs.services:
-            service.start()
+            try:
+                service.start()
+            except Exception:  # the views matter more than any one helper thread
+                log.exception("%s did not start", type(service).__name__)
         self.served = True
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 

@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 
+from containerfs import control
 from containerfs.core import ContainerFS, Options
 from containerfs.fsread import read_text
-from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+from containerfs.procfs.mountinfo import parse_mountinfo, topmost
+from containerfs.status.collect import StatusCollector
 
 log = logging.getLogger("containerfs")
 
@@ -23,15 +25,6 @@ OWN_MOUNTINFO = "/proc/self/mountinfo"
 
 class MountpointBusy(Exception):
     pass
-
-
-def _mount_at(mountinfo: str, mountpoint: str) -> Mount | None:
-    """The topmost mount at mountpoint, if any."""
-    found = None
-    for mount in parse_mountinfo(read_text(mountinfo)):
-        if mount.mountpoint == mountpoint:
-            found = mount
-    return found
 
 
 def _is_dead(mountpoint: str) -> bool:
@@ -50,7 +43,7 @@ def _detach(mountpoint: str) -> None:
 
 def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     """Make mountpoint ready for a new daemon, or raise MountpointBusy saying why not."""
-    mount = _mount_at(mountinfo, mountpoint)
+    mount = topmost(parse_mountinfo(read_text(mountinfo)), mountpoint)
     if mount is not None:
         if _is_dead(mountpoint) and mount.fstype.startswith("fuse"):
             log.warning("%s: detaching the dead mount of a daemon that is gone", mountpoint)
@@ -82,13 +75,19 @@ def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
     os.chdir("/")
+    control_path = control.socket_path(mountpoint)
     try:
         prepare_mountpoint(mountpoint)
         fs = ContainerFS(options)
+        # Made now, so a run directory that cannot exist stops us before mounting.
+        os.makedirs(os.path.dirname(control_path), mode=0o700, exist_ok=True)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
         return 1
-    from containerfs.fuse_adapter import serve
+    from containerfs.fuse_adapter import libfuse_version, serve
+
+    collector = StatusCollector(fs, mountpoint, libfuse_version())
+    fs.services.append(control.ControlServer(control_path, collector.handle))
 
     try:
         serve(fs, mountpoint, foreground)

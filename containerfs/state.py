@@ -44,6 +44,11 @@ class StateRegistry:
             state = self._states[key] = ContainerState(key, cgroups)
             return state, True
 
+    def find(self, key: CgroupKey) -> ContainerState | None:
+        """The state of a container that is tracked, without starting to track it."""
+        with self._lock:
+            return self._states.get(key)
+
     def all(self) -> list[ContainerState]:
         with self._lock:
             return list(self._states.values())

@@ -142,5 +142,5 @@ def test_no_daemon_missing_or_stale_socket(tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(stale)
     sock.close()  # a killed daemon leaves the file behind
-    with pytest.raises(NoDaemon, match="Connection refused"):
+    with pytest.raises(NoDaemon, match="left by a daemon that died"):
         request(stale, {"request": "status"})

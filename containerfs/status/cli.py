@@ -1,0 +1,81 @@
+"""`containerfs status`: ask the daemon of a mountpoint, print a table, JSON, a check or metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from containerfs.control import ControlError, NoDaemon, request, socket_path
+from containerfs.status.check import UNKNOWN, Thresholds, evaluate, render_check, render_unknown
+from containerfs.status.model import Status, status_from_json, to_json
+from containerfs.status.prometheus import render_down, render_prometheus
+from containerfs.status.render import render_table, select
+
+_DEFAULTS = Thresholds()
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_mountpoint: str) -> None:
+    parser.add_argument("--mountpoint", default=default_mountpoint, help="the daemon's mountpoint (%(default)s)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the status as JSON (docs/interfaces.md)")
+    output.add_argument("--prometheus", action="store_true", help="print Prometheus text exposition")
+    output.add_argument(
+        "--check", action="store_true", help="monitoring check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+    )
+    parser.add_argument("--container", metavar="GLOB", help="only containers whose name, id or cgroup path matches")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (%(default)s)")
+    check = parser.add_argument_group("--check thresholds (percent of the limit; events within the window)")
+    for option, default in (
+        ("--memory-warning", _DEFAULTS.memory_warning),
+        ("--memory-critical", _DEFAULTS.memory_critical),
+        ("--pids-warning", _DEFAULTS.pids_warning),
+        ("--pids-critical", _DEFAULTS.pids_critical),
+    ):
+        check.add_argument(option, type=float, default=default, metavar="PCT", help="(default: %(default)g)")
+    check.add_argument(
+        "--window",
+        type=float,
+        default=_DEFAULTS.window_seconds,
+        metavar="SECONDS",
+        help="OOM kills and daemon errors this recent alert (default: %(default)g)",
+    )
+
+
+def _fetch(mountpoint: str, timeout: float) -> Status:
+    answer = request(socket_path(mountpoint), {"request": "status"}, timeout)
+    return status_from_json(answer.get("status"))
+
+
+def run(args: argparse.Namespace) -> int:
+    mountpoint = os.path.abspath(args.mountpoint)
+    thresholds = Thresholds(
+        args.memory_warning, args.memory_critical, args.pids_warning, args.pids_critical, args.window
+    )
+    try:
+        if thresholds.memory_warning > thresholds.memory_critical or thresholds.pids_warning > thresholds.pids_critical:
+            raise ValueError("a warning threshold is above its critical one")
+        status = _fetch(mountpoint, args.timeout)
+    except (ControlError, ValueError) as err:
+        reason = f"no daemon serves {mountpoint}: {err}" if isinstance(err, NoDaemon) else f"{mountpoint}: {err}"
+        if args.check:
+            sys.stdout.write(render_unknown(reason))
+            return UNKNOWN
+        if args.prometheus:
+            sys.stdout.write(render_down(mountpoint))
+        print(f"containerfs: {reason}", file=sys.stderr)
+        return 1
+    if args.container:
+        status = select(status, args.container)
+    if args.json:
+        print(json.dumps(to_json(status), indent=2))
+    elif args.prometheus:
+        sys.stdout.write(render_prometheus(status))
+    elif args.check:
+        result = evaluate(status, thresholds)
+        sys.stdout.write(render_check(status, result))
+        return result.code
+    else:
+        sys.stdout.write(render_table(status))
+    return 0
