@@ -28,13 +28,15 @@ class _Exposition:
         self.lines: list[str] = []
         self._declared: set[str] = set()
 
-    def metric(self, name: str, kind: str, help_text: str, value: float | None, **labels: str) -> None:
+    def metric(
+        self, name: str, kind: str, help_text: str, value: float | None, labels: dict[str, str] | None = None
+    ) -> None:
         family = name.removesuffix("_sum").removesuffix("_count") if kind == "summary" else name
         if family not in self._declared:
             self._declared.add(family)
             self.lines.append(f"# HELP {family} {help_text}")
             self.lines.append(f"# TYPE {family} {kind}")
-        self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        self.lines.append(f"{name}{_labels(labels or {})} {_number(value)}")
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -45,7 +47,7 @@ _UP = "Whether a daemon answered for the mountpoint."
 
 def render_down(mountpoint: str) -> str:
     out = _Exposition()
-    out.metric("containerfs_up", "gauge", _UP, 0, mountpoint=mountpoint)
+    out.metric("containerfs_up", "gauge", _UP, 0, {"mountpoint": mountpoint})
     return out.text()
 
 
@@ -53,7 +55,7 @@ def _container(out: _Exposition, row: Container) -> None:
     labels = {"name": row.name, "kind": row.kind, "id": row.short_id, "cgroup": row.cgroup}
 
     def gauge(name: str, help_text: str, value: float | None, kind: str = "gauge", **extra: str) -> None:
-        out.metric(f"containerfs_container_{name}", kind, help_text, value, **labels, **extra)
+        out.metric(f"containerfs_container_{name}", kind, help_text, value, {**labels, **extra})
 
     if row.memory is not None:
         gauge("memory_usage_bytes", "Memory in use, page cache included.", row.memory.usage)
@@ -87,16 +89,13 @@ def _container(out: _Exposition, row: Container) -> None:
 
 def render_prometheus(status: Status) -> str:
     out, daemon = _Exposition(), status.daemon
-    out.metric("containerfs_up", "gauge", _UP, 1, mountpoint=daemon.mountpoint)
+    out.metric("containerfs_up", "gauge", _UP, 1, {"mountpoint": daemon.mountpoint})
     out.metric(
         "containerfs_info",
         "gauge",
         "The daemon's version and host.",
         1,
-        version=daemon.version,
-        pid=str(daemon.pid),
-        cgroup_layout=daemon.cgroup_layout,
-        libfuse=daemon.libfuse,
+        {"version": daemon.version, "pid": str(daemon.pid), "layout": daemon.cgroup_layout, "libfuse": daemon.libfuse},
     )
     out.metric("containerfs_uptime_seconds", "gauge", "Seconds the daemon has served.", daemon.uptime_seconds)
     for result, count in (
@@ -104,12 +103,12 @@ def render_prometheus(status: Status) -> str:
         ("host", daemon.reads.host),
         ("fallback", daemon.reads.fallback),
     ):
-        out.metric("containerfs_reads_total", "counter", "Reads served, by what they got.", count, result=result)
+        out.metric("containerfs_reads_total", "counter", "Reads served, by what they got.", count, {"result": result})
     out.metric("containerfs_errors_total", "counter", "Unexpected failures (see the log).", daemon.errors)
     latency = daemon.latency
     help_latency = "Time to render a read at offset 0."
     for quantile, value in (("0.5", latency.p50_seconds), ("0.99", latency.p99_seconds)):
-        out.metric("containerfs_read_duration_seconds", "summary", help_latency, value, quantile=quantile)
+        out.metric("containerfs_read_duration_seconds", "summary", help_latency, value, {"quantile": quantile})
     out.metric("containerfs_read_duration_seconds_sum", "summary", help_latency, latency.sum_seconds)
     out.metric("containerfs_read_duration_seconds_count", "summary", help_latency, latency.samples)
     sampler = daemon.sampler

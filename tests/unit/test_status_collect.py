@@ -1,0 +1,236 @@
+"""What the daemon answers: the collector over the fixture hosts, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from containerfs.control import ControlServer, socket_path
+from containerfs.core import ContainerFS, Options
+from containerfs.procfs.mountinfo import parse_mountinfo
+from containerfs.status.collect import OomWatch, StatusCollector, count_views
+from containerfs.status.model import Views
+from containerfs.views.registry import VIEWS
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+MiB = 1024 * 1024
+WEB = 2000
+
+
+def make_fs(root: Path) -> ContainerFS:
+    return ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgroup")))
+
+
+def mountinfo_line(mount_id: int, device: str, root: str, mountpoint: str, fstype: str) -> str:
+    return f"{mount_id} 1 {device} {root} {mountpoint} ro,relatime - {fstype} {fstype.split('.')[0]} ro\n"
+
+
+CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4")
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([CONTAINER_ROOT], Views(0, 0, 8)),
+        (
+            [CONTAINER_ROOT]
+            + [
+                mountinfo_line(301 + i, "0:45", f"/proc/{n}", f"/proc/{n}", "fuse.containerfs")
+                for i, n in enumerate(("meminfo", "stat"))
+            ],
+            Views(2, 0, 8),
+        ),
+        # a view from a replaced daemon, then the live one mounted over it: live
+        (
+            [
+                CONTAINER_ROOT,
+                mountinfo_line(301, "0:44", "/proc/meminfo", "/proc/meminfo", "fuse.containerfs"),
+                mountinfo_line(302, "0:45", "/proc/meminfo", "/proc/meminfo", "fuse.containerfs"),
+                mountinfo_line(303, "0:44", "/proc/stat", "/proc/stat", "fuse.containerfs"),
+            ],
+            Views(1, 1, 8),
+        ),
+        # lxcfs views are not ours
+        ([CONTAINER_ROOT, mountinfo_line(301, "0:50", "/proc/meminfo", "/proc/meminfo", "fuse.lxcfs")], Views(0, 0, 8)),
+    ],
+)
+def test_count_views(lines: list[str], expected: Views) -> None:
+    assert count_views(parse_mountinfo("".join(lines)), "0:45") == expected
+
+
+KEY = (("memory", "/c"),)
+
+
+@pytest.mark.parametrize(
+    ("observations", "ages"),
+    [
+        # (kills, now, container uptime) -> age of the last rise
+        ([(0, 100.0, 50.0), (0, 110.0, 60.0)], [None, None]),
+        ([(0, 100.0, 50.0), (1, 110.0, 60.0), (1, 150.0, 100.0)], [None, 0.0, 40.0]),
+        # kills already there at first sight: dated at the container's start, the earliest they can be
+        ([(2, 100.0, 30.0), (2, 130.0, 60.0)], [30.0, 60.0]),
+        # a recreated cgroup starts from 0: not a new kill
+        ([(3, 100.0, 10.0), (0, 120.0, 5.0)], [10.0, 30.0]),
+    ],
+)
+def test_oom_watch(observations: list[tuple[int, float, float]], ages: list[float | None]) -> None:
+    watch = OomWatch()
+    assert [watch.observe(KEY, kills, now, up) for kills, now, up in observations] == ages
+
+
+def test_oom_watch_forgets_containers_that_are_gone() -> None:
+    watch = OomWatch()
+    watch.observe(KEY, 1, 100.0, 10.0)
+    watch.keep_only(set())
+    assert watch.observe(KEY, 1, 200.0, 500.0) == 500.0  # first sight again
+
+
+@pytest.mark.parametrize("host", ["v1", "v2", "hybrid"])
+def test_collect_over_the_fixture_hosts(host: str) -> None:
+    fs = make_fs(FIXTURES / host)
+    fs.render_path("proc/loadavg", WEB)  # web reads a view: its load is tracked
+    status = StatusCollector(fs, "/var/lib/containerfs", "3.14.0").collect()
+    rows = {row.init_pid: row for row in status.containers}
+    web, app = rows[WEB], rows[4001]
+    # SCENARIO.md figures
+    assert web.kind == "docker" and web.name == "8d2f1c4b7a9e"
+    assert web.memory is not None and (web.memory.usage, web.memory.limit) == (300 * MiB, 512 * MiB)
+    assert web.memory.working_set == 300 * MiB - 36 * MiB  # minus inactive_file
+    assert web.swap is not None and (web.swap.usage, web.swap.limit) == (64 * MiB, 256 * MiB)
+    assert web.cpu is not None and (web.cpu.visible, web.cpu.quota) == (2, 1.5)
+    assert web.cpu.usage_seconds == pytest.approx(1041.18 + 241.46, abs=0.1)
+    assert web.uptime_seconds == pytest.approx(4017.28)
+    assert web.pids is not None and (web.pids.current, web.pids.limit) == (5, 1024)
+    assert web.oom is not None and web.oom.kills == 1
+    assert web.load is not None and app.load is None
+    assert app.memory is not None and app.memory.limit == 1024 * MiB
+    assert app.pids is not None and app.pids.limit == 4096
+    assert app.oom is not None and app.oom.kills == 2
+    assert web.views is None, "the fixture processes have no mountinfo"
+    assert status.daemon.cgroup_layout == host and status.daemon.reads.container == 1
+
+
+def test_collect_skips_containers_that_vanish(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    fs = make_fs(root)
+    collector = StatusCollector(fs, "/x", "3.14.0")
+    assert WEB in {row.init_pid for row in collector.collect().containers}
+    (root / "proc" / str(WEB) / "stat").unlink()  # exited between discovery and the reads
+    assert WEB not in {row.init_pid for row in collector.collect().containers}
+
+
+def test_collect_counts_live_and_stale_views(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    own = tmp_path / "own-mountinfo"
+    own.write_text(CONTAINER_ROOT + mountinfo_line(50, "0:45", "/", "/var/lib/containerfs", "fuse.containerfs"))
+    lines = [CONTAINER_ROOT] + [
+        mountinfo_line(301 + i, "0:45" if i < 6 else "0:40", f"/{p}", f"/{p}", "fuse.containerfs")
+        for i, p in enumerate(VIEWS)
+    ]
+    (root / "proc" / str(WEB) / "mountinfo").write_text("".join(lines))
+    status = StatusCollector(make_fs(root), "/var/lib/containerfs", "3.14.0", own_mountinfo=str(own)).collect()
+    web = next(row for row in status.containers if row.init_pid == WEB)
+    assert web.views == Views(6, 2, 8)
+
+
+def test_unknown_requests_are_refused() -> None:
+    collector = StatusCollector(make_fs(FIXTURES / "v2"), "/x", "3.14.0")
+    assert collector.handle({"request": "shutdown"}) == {"ok": False, "error": "unknown request 'shutdown'"}
+
+
+# -- the command, against a control socket served from the fixture host -------------------
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    run_dir, mountpoint = tmp_path / "run", "/srv/views"
+    collector = StatusCollector(make_fs(FIXTURES / "v2"), mountpoint, "3.14.0")
+    server = ControlServer(socket_path(mountpoint, str(run_dir)), collector.handle, peer_uid=os.getuid())
+    server.start()
+    try:
+        yield run_dir, mountpoint
+    finally:
+        server.stop()
+
+
+def status_cmd(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTAINERFS_RUN_DIR": str(run_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "containerfs", "status", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_status_command_outputs(daemon: tuple[Path, str]) -> None:
+    run_dir, mountpoint = daemon
+    table = status_cmd(run_dir, "--mountpoint", mountpoint)
+    assert table.returncode == 0, table.stderr
+    assert (
+        re.search(r"^8d2f1c4b7a9e +docker +300M/512M", table.stdout, re.M)
+        and "pod6b1f5d3e/b7c6d5e4f3a2" in table.stdout
+    )
+
+    as_json = status_cmd(run_dir, "--mountpoint", mountpoint, "--json", "--container", "71a2*")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [c["kind"] for c in data["containers"]] == ["podman"]
+    assert data["containers"][0]["memory"]["limit"] == 6 * 1024 * MiB
+
+    metrics = status_cmd(run_dir, "--mountpoint", mountpoint, "--prometheus")
+    assert metrics.returncode == 0 and 'containerfs_up{mountpoint="/srv/views"} 1' in metrics.stdout
+
+    # web's 1 OOM kill is dated at its start, 4017 s ago: inside a 5000 s window, not a 900 s one
+    check = status_cmd(run_dir, "--mountpoint", mountpoint, "--check")
+    assert (check.returncode, check.stdout.split(" - ")[0]) == (0, "CONTAINERFS OK"), check.stdout
+    check = status_cmd(run_dir, "--mountpoint", mountpoint, "--check", "--window", "5000")
+    assert check.returncode == 2 and "8d2f1c4b7a9e: OOM kill 1h06m ago (1 in total)" in check.stdout
+    # app: 200 MiB of its pod's 1 GiB, working set 19%
+    check = status_cmd(run_dir, "--mountpoint", mountpoint, "--check", "--memory-warning", "15", "--container", "pod*")
+    assert check.returncode == 1 and "pod6b1f5d3e/b7c6d5e4f3a2: memory" in check.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "text"),
+    [
+        ([], 1, "stderr", "containerfs: no daemon serves /nowhere: no control socket"),
+        (["--json"], 1, "stderr", "containerfs: no daemon serves /nowhere"),
+        (["--check"], 3, "stdout", "CONTAINERFS UNKNOWN - no daemon serves /nowhere"),
+        (["--prometheus"], 1, "stdout", 'containerfs_up{mountpoint="/nowhere"} 0'),
+        (["--check", "--memory-warning", "99"], 3, "stdout", "warning threshold is above its critical one"),
+    ],
+)
+def test_status_without_a_daemon(tmp_path: Path, args: list[str], code: int, stream: str, text: str) -> None:
+    result = status_cmd(tmp_path, "--mountpoint", "/nowhere", *args)
+    assert result.returncode == code
+    assert text in getattr(result, stream)
+    assert "Traceback" not in result.stdout + result.stderr
+    if stream == "stderr":
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_with_a_socket_left_by_a_killed_daemon(tmp_path: Path) -> None:
+    import socket
+
+    path = socket_path("/nowhere", str(tmp_path))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.close()
+    result = status_cmd(tmp_path, "--mountpoint", "/nowhere")
+    assert result.returncode == 1
+    assert result.stderr.startswith("containerfs: no daemon serves /nowhere: nothing listens on")
+    assert "Traceback" not in result.stderr
