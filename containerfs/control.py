@@ -60,11 +60,15 @@ def socket_path(mountpoint: str, directory: str | None = None) -> str:
     directory = directory if directory is not None else run_dir()
     name = escape_path(os.path.abspath(mountpoint))
     path = os.path.join(directory, name + ".sock")
-    if len(path.encode()) > _MAX_SOCKET_PATH:
-        # Too long for a socket address: keep a readable head and make it unique with a hash.
-        digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
-        path = os.path.join(directory, f"{name[:32]}-{digest}.sock")
-    return path
+    if len(path.encode()) <= _MAX_SOCKET_PATH:
+        return path
+    # Too long for a socket address: a readable head made unique with a hash, else the hash.
+    digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
+    for candidate in (f"{name[:32]}-{digest}", digest):
+        path = os.path.join(directory, candidate + ".sock")
+        if len(path.encode()) <= _MAX_SOCKET_PATH:
+            return path
+    raise ValueError(f"control socket directory {directory} is too long for a socket address; set {RUN_DIR_ENV}")
 
 
 class ControlError(Exception):

@@ -75,8 +75,8 @@ def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
     os.chdir("/")
-    control_path = control.socket_path(mountpoint)
     try:
+        control_path = control.socket_path(mountpoint)
         prepare_mountpoint(mountpoint)
         fs = ContainerFS(options)
         # Made now, so a run directory that cannot exist stops us before mounting.

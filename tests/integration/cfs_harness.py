@@ -338,6 +338,7 @@ class ContainerFactory:
         cgroups_path,
         env,
         block_io,
+        pids_limit=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -388,6 +389,8 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        if pids_limit is not None:
+            resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
@@ -407,6 +410,7 @@ class ContainerFactory:
         extra_mounts=(),
         env=(),
         block_io=None,
+        pids_limit=None,
         timeout=60,
     ):
         """Create a container.
@@ -416,6 +420,7 @@ class ContainerFactory:
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
+        pids_limit: the container's pids.max.
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -447,6 +452,7 @@ class ContainerFactory:
             cgroups_path,
             env,
             block_io,
+            pids_limit,
         )
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:

@@ -35,10 +35,16 @@ def test_two_mountpoints_never_share_a_socket(tmp_path: Path) -> None:
     assert len(paths) == 5
 
 
-def test_long_mountpoints_fit_a_socket_address() -> None:
+@pytest.mark.parametrize("directory", ["/run/containerfs", "/tmp/" + "d" * 80])
+def test_long_mountpoints_fit_a_socket_address(directory: str) -> None:
     long_a, long_b = "/srv/" + "x" * 200 + "/a", "/srv/" + "x" * 200 + "/b"
-    a, b = socket_path(long_a, "/run/containerfs"), socket_path(long_b, "/run/containerfs")
+    a, b = socket_path(long_a, directory), socket_path(long_b, directory)
     assert a != b and len(a) <= 107 and len(b) <= 107
+
+
+def test_a_run_directory_too_long_for_any_socket_is_an_error() -> None:
+    with pytest.raises(ValueError, match="too long for a socket address; set CONTAINERFS_RUN_DIR"):
+        socket_path("/var/lib/containerfs", "/tmp/" + "d" * 100)
 
 
 def echo(message: dict[str, Any]) -> dict[str, Any]:
