@@ -72,15 +72,19 @@ class LoadSampler:
             deadline += SAMPLE_SECONDS
             if self._stop.wait(max(0.0, deadline - time.monotonic())):
                 return
-            started, cpu = time.monotonic_ns(), time.thread_time_ns()
-            try:
-                self.sample_all()
-            except Exception:  # the sampler must outlive any one bad pass
-                self.stats.error()
-                log.exception("load sampling pass failed")
-            self.passes += 1
-            self.cpu_ns += time.thread_time_ns() - cpu
-            self.last_pass_ns = time.monotonic_ns() - started
+            self.sample_pass()
+
+    def sample_pass(self) -> None:
+        """One pass of the thread: sample every container, account for its cost, survive any failure."""
+        started, cpu = time.monotonic_ns(), time.thread_time_ns()
+        try:
+            self.sample_all()
+        except Exception:  # the sampler must outlive any one bad pass
+            self.stats.error()
+            log.exception("load sampling pass failed")
+        self.passes += 1
+        self.cpu_ns += time.thread_time_ns() - cpu
+        self.last_pass_ns = time.monotonic_ns() - started
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="loadavg-sampler", daemon=True)

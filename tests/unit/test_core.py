@@ -214,6 +214,21 @@ def test_load_sampling_counts_running_and_blocked_threads() -> None:
     assert fields[3] == "1/5"
 
 
+def test_sampler_passes_are_costed_and_failures_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = make_fs(FIXTURES / "v2")
+    fs.render_path("proc/loadavg", WEB_INIT)
+    fs.sampler.sample_pass()
+    assert fs.sampler.passes == 1 and fs.sampler.last_pass_ns is not None and fs.sampler.last_pass_ns > 0
+    assert fs.sampler.cpu_ns > 0 and fs.stats.errors == 0
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fs.sampler, "sample_all", broken)
+    fs.sampler.sample_pass()
+    assert fs.sampler.passes == 2 and fs.stats.errors == 1
+
+
 def test_core_does_not_import_the_fuse_binding() -> None:
     code = "import sys, containerfs.core, containerfs.cli; print('mfusepy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
