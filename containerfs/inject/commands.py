@@ -23,16 +23,14 @@ log = logging.getLogger("containerfs.inject")
 def _summary(outcomes: list[Outcome]) -> str:
     counts: dict[str, int] = {}
     for outcome in outcomes:
-        key = outcome.summary.split(": ", 1)[1] if outcome.done else "failed"
-        counts[key] = counts.get(key, 0) + 1
-    failures = [o.summary for o in outcomes if not o.done]
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    failures = [o.summary for o in outcomes if o.failed]
     text = ", ".join(f"{n} {what}" for what, n in counts.items())
     return text + (f" ({'; '.join(failures)})" if failures else "")
 
 
 def _failed(outcomes: list[Outcome]) -> bool:
-    # A view whose target the container lacks (no /sys mounted) is not a failure.
-    return any(not o.done and o.error != "absent in the container" for o in outcomes)
+    return any(o.failed for o in outcomes)
 
 
 def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:

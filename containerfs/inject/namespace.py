@@ -15,6 +15,8 @@ from typing import NamedTuple
 from containerfs.inject import syscalls
 from containerfs.inject.plan import Action, Step
 
+ABSENT = "absent in the container"
+
 
 class Outcome(NamedTuple):
     step: Step
@@ -22,11 +24,20 @@ class Outcome(NamedTuple):
     error: str = ""  # why not, when not done
 
     @property
-    def summary(self) -> str:
-        verb = {Action.ATTACH: "attached", Action.KEEP: "already there", Action.REPLACE: "replaced"}
+    def result(self) -> str:
         if not self.done:
-            return f"{self.step.target}: {self.error}"
-        return f"{self.step.target}: {verb.get(self.step.action, 'detached')}"
+            return "absent" if self.error == ABSENT else "failed"
+        verb = {Action.ATTACH: "attached", Action.KEEP: "already there", Action.REPLACE: "replaced"}
+        return verb.get(self.step.action, "detached")
+
+    @property
+    def failed(self) -> bool:
+        # A container without the target (no /sys mounted) simply does not get that view.
+        return self.result == "failed"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.step.target}: {self.error or self.result}"
 
 
 def _replace(tree_fd: int, target: str) -> None:
@@ -46,7 +57,7 @@ def _apply(step: Step, tree_fd: int | None) -> Outcome:
     try:
         if step.action is Action.ATTACH:
             if not os.path.exists(step.target):
-                return Outcome(step, False, "absent in the container")
+                return Outcome(step, False, ABSENT)
             assert tree_fd is not None
             syscalls.move_mount(tree_fd, step.target)
         elif step.action is Action.REPLACE:

@@ -98,7 +98,7 @@ class InjectionService:
             log.warning("%s in pid %d failed: %s", what, pid, err)
             return []
         for outcome in outcomes:
-            if not outcome.done:
+            if outcome.failed:
                 log.warning("%s in pid %d: %s", what, pid, outcome.summary)
         return outcomes
 
