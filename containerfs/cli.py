@@ -6,11 +6,13 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from containerfs import __version__
-from containerfs.core import ContainerFS, Options
-from containerfs.errors import NotFound
-from containerfs.inject.service import DEFAULT_EXCLUDE, WatchPolicy
+from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
+
+if TYPE_CHECKING:
+    from containerfs.core import Options
 
 DEFAULT_MOUNTPOINT = "/var/lib/containerfs"
 DEFAULT_RUN_DIR = "/run/containerfs"
@@ -28,6 +30,9 @@ def _add_roots(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    # The hooks run at every container start: they do not pay for importing the core.
+    from containerfs.core import Options
+
     roots = (os.path.abspath(args.proc_root), os.path.abspath(args.sys_root), os.path.abspath(args.cgroup_root))
     return Options(*roots, use_quota=not args.no_cpu_quota)
 
@@ -124,6 +129,9 @@ def _injection(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from containerfs.core import ContainerFS
+    from containerfs.errors import NotFound
+
     try:
         fs = ContainerFS(_options(args))
     except (OSError, ValueError) as err:

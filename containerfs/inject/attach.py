@@ -21,6 +21,15 @@ class ViewSource(NamedTuple):
     mountpoint: str
     source: str  # the mount source every view mount of this mountpoint carries
     dev: str  # the live daemon's superblock; view mounts on another one are stale
+    views: tuple[str, ...] = ()  # the files it serves, relative to the mountpoint
+
+
+def served_views(mountpoint: str) -> tuple[str, ...]:
+    """The files a live daemon serves: what it has, not what this client's version knows."""
+    found = []
+    for directory, _, files in os.walk(mountpoint):
+        found += [os.path.relpath(os.path.join(directory, name), mountpoint) for name in files]
+    return tuple(sorted(found))
 
 
 def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
@@ -30,7 +39,7 @@ def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
         raise NotServing(f"no containerfs daemon serves {mountpoint} (nothing mounted there)")
     if is_dead(mountpoint):
         raise NotServing(f"the containerfs mount at {mountpoint} is dead (its daemon is gone)")
-    return ViewSource(mountpoint, mount.source, mount.dev)
+    return ViewSource(mountpoint, mount.source, mount.dev, served_views(mountpoint))
 
 
 def dead_source(mountpoint: str) -> ViewSource:

@@ -15,7 +15,6 @@ from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
 from containerfs.inject.scan import container_namespaces, namespaces_of
 from containerfs.inject.syscalls import MountApiMissing
-from containerfs.views.registry import VIEWS
 
 log = logging.getLogger("containerfs.inject")
 
@@ -41,7 +40,7 @@ def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
         raise LookupError(f"no process {pid}") from None
     if own.mnt == namespaces_of("self", proc_root).mnt:
         raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
-    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev)
+    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views)
     return carry_out(source, pid, steps, proc_root)
 
 
@@ -128,5 +127,7 @@ def _attach_before_start(
 
 
 def docker_args(mountpoint: str) -> str:
+    from containerfs.views.registry import VIEWS
+
     mountpoint = os.path.abspath(mountpoint)
     return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in VIEWS)

@@ -83,5 +83,5 @@ def rootfs_prefix(pid: int | str, rootfs: str, proc_root: str) -> str:
 
 def attach_before_start(source: ViewSource, pid: int | str, rootfs: str, proc_root: str) -> list[Outcome]:
     prefix = rootfs_prefix(pid, rootfs, proc_root)
-    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, prefix)
+    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views, prefix)
     return carry_out(source, pid, steps, proc_root)

@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 from containerfs.mounttable import FSTYPE
 from containerfs.procfs.mountinfo import Mount
-from containerfs.views.registry import VIEWS
 
 
 class Action(str, enum.Enum):
@@ -38,9 +37,7 @@ def _topmost(mounts: Iterable[Mount]) -> dict[str, Mount]:
     return {mount.mountpoint: mount for mount in mounts}
 
 
-def plan_attach(
-    mounts: list[Mount], source: str, live_dev: str, prefix: str = "", views: Iterable[str] = VIEWS
-) -> list[Step]:
+def plan_attach(mounts: list[Mount], source: str, live_dev: str, views: Iterable[str], prefix: str = "") -> list[Step]:
     """Make every view present and live (inject, OCI hook)."""
     top = _topmost(mounts)
     steps = []

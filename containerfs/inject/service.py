@@ -6,39 +6,22 @@ the daemon itself), and each namespace is entered from a forked child (namespace
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
 import threading
 import time
-from typing import NamedTuple
 
 from containerfs.fsread import read_text
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, dead_source, live_source, mounts_of
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
+from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import container_namespaces, mount_namespaces
 from containerfs.procfs.mountinfo import Mount
 from containerfs.procfs.process import parse_proc_cgroup
 
 log = logging.getLogger("containerfs.inject")
-
-# Desktop sandboxes (flatpak, browsers) also have pid and mount namespaces of their own;
-# they live in users' sessions, container engines do not.
-DEFAULT_EXCLUDE = ("/user.slice", "/user.slice/*")
-
-
-class WatchPolicy(NamedTuple):
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    interval: float = 1.0
-
-    def admits(self, cgroup: str) -> bool:
-        if cgroup in ("", "/"):
-            return False  # a root cgroup: a sandbox, not a container with limits
-        matches = lambda patterns: any(fnmatch.fnmatchcase(cgroup, p) for p in patterns)  # noqa: E731
-        return matches(self.include) and not matches(self.exclude)
 
 
 def container_cgroup(cgroups: dict[str, str]) -> str:
@@ -119,7 +102,7 @@ class InjectionService:
             if member is None:
                 continue  # that container is gone
             try:
-                steps = plan_attach(mounts_of(member, self.proc_root), source.source, source.dev, views=views)
+                steps = plan_attach(mounts_of(member, self.proc_root), source.source, source.dev, views)
             except OSError:
                 continue
             healed += any(o.done for o in self._apply(source, member, steps, "re-injecting"))
@@ -143,7 +126,7 @@ class InjectionService:
             self._seen.add(mntns)
             if not policy.admits(cgroup):
                 continue
-            steps = plan_attach(mounts, source.source, source.dev)
+            steps = plan_attach(mounts, source.source, source.dev, source.views)
             outcomes = self._apply(source, pid, steps, "injecting")
             attached = sum(o.done and o.step.action is not Action.KEEP for o in outcomes)
             if attached:

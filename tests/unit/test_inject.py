@@ -49,13 +49,13 @@ PROC = Mount("/proc", "proc", "proc", "0:22", "/")
     ],
 )
 def test_plan_attach(mounts: list[Mount], prefix: str, expected: dict[str, Action]) -> None:
-    steps = plan_attach(mounts, SRC, LIVE, prefix)
+    steps = plan_attach(mounts, SRC, LIVE, VIEWS, prefix)
     assert len(steps) == len(VIEWS)
     assert {k: v for k, v in actions(steps).items() if k in expected} == expected
 
 
 def test_plan_attach_limited_to_chosen_views() -> None:
-    steps = plan_attach([], SRC, LIVE, views=["proc/uptime"])
+    steps = plan_attach([], SRC, LIVE, ["proc/uptime"])
     assert steps == [Step("proc/uptime", "/proc/uptime", Action.ATTACH)]
 
 
