@@ -215,3 +215,16 @@ def test_docker_args_bind_every_view_read_only() -> None:
     assert args[0::2] == ["-v"] * len(VIEWS)
     assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
     assert "/var/lib/containerfs/sys/devices/system/cpu/online:/sys/devices/system/cpu/online:ro" in args[1::2]
+
+
+def test_a_target_reached_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    from containerfs.inject.namespace import apply_step
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "meminfo").write_text("")
+    (tmp_path / "proc").symlink_to(tmp_path / "elsewhere")
+    step = Step("proc/meminfo", str(tmp_path / "proc" / "meminfo"), Action.ATTACH)
+    outcome = apply_step(step, tree_fd=-1)  # refused before the (invalid) tree is touched
+    assert (outcome.done, outcome.error, outcome.failed) == (False, "reached through a symlink: refused", True)
+    missing = Step("proc/meminfo", str(tmp_path / "nothing" / "meminfo"), Action.ATTACH)
+    assert apply_step(missing, tree_fd=-1).result == "absent"
