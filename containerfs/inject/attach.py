@@ -51,6 +51,13 @@ def mounts_of(pid: int | str, proc_root: str) -> list[Mount]:
     return parse_mountinfo(read_text(f"{proc_root}/{pid}/mountinfo"))
 
 
+def root_mount(mounts: list[Mount]) -> tuple[str, str] | None:
+    """What a mount table has at "/": a container that still has the host's has not
+    pivoted into its rootfs yet (it is being created), and its /proc is the host's."""
+    roots = [m for m in mounts if m.mountpoint == "/"]
+    return (roots[-1].dev, roots[-1].root) if roots else None
+
+
 def carry_out(source: ViewSource, pid: int | str, steps: list[Step], proc_root: str) -> list[Outcome]:
     """Apply steps in the mount namespace of pid; a step that needs no change costs no fork."""
     if all(step.action is Action.KEEP for step in steps):

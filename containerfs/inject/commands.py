@@ -13,7 +13,7 @@ from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_so
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
-from containerfs.inject.scan import container_namespaces, namespaces_of
+from containerfs.inject.scan import containers_ready, namespaces_of
 from containerfs.inject.syscalls import MountApiMissing
 
 log = logging.getLogger("containerfs.inject")
@@ -52,7 +52,7 @@ def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, ou
         return 1
     targets = list(pids)
     if every:
-        targets += [pid for pid in container_namespaces(proc_root).values() if pid not in targets]
+        targets += [pid for pid in containers_ready(proc_root) if pid not in targets]
     status = 0
     for pid in targets:
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from containerfs.inject.attach import mounts_of, root_mount
+
 
 class Namespaces(NamedTuple):
     mnt: str  # "mnt:[4026531841]"
@@ -24,6 +26,19 @@ def mount_namespaces(proc_root: str) -> dict[str, int]:
         except OSError:
             continue  # exited, or a kernel thread with no namespace links to read
     return found
+
+
+def containers_ready(proc_root: str) -> list[int]:
+    """One process per container that has pivoted into its rootfs (see root_mount)."""
+    host_root = root_mount(mounts_of("self", proc_root))
+    ready = []
+    for pid in container_namespaces(proc_root).values():
+        try:
+            if root_mount(mounts_of(pid, proc_root)) != host_root:
+                ready.append(pid)
+        except OSError:
+            continue  # exited while we looked
+    return ready
 
 
 def container_namespaces(proc_root: str) -> dict[str, int]:

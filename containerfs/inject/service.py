@@ -13,12 +13,11 @@ import threading
 import time
 
 from containerfs.fsread import read_text
-from containerfs.inject.attach import NotServing, ViewSource, carry_out, dead_source, live_source, mounts_of
+from containerfs.inject.attach import NotServing, ViewSource, carry_out, dead_source, live_source, mounts_of, root_mount
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import container_namespaces, mount_namespaces
-from containerfs.procfs.mountinfo import Mount
 from containerfs.procfs.process import parse_proc_cgroup
 
 log = logging.getLogger("containerfs.inject")
@@ -30,11 +29,6 @@ def container_cgroup(cgroups: dict[str, str]) -> str:
         if controller in cgroups:
             return cgroups[controller]
     return next(iter(cgroups.values()), "")
-
-
-def _root_mount(mounts: list[Mount]) -> tuple[str, str] | None:
-    roots = [m for m in mounts if m.mountpoint == "/"]
-    return (roots[-1].dev, roots[-1].root) if roots else None
 
 
 def record_path(state_dir: str, mountpoint: str) -> str:
@@ -112,7 +106,7 @@ class InjectionService:
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
         namespaces = container_namespaces(self.proc_root)
         self._seen &= set(namespaces)
-        host_root = _root_mount(mounts_of("self", self.proc_root))
+        host_root = root_mount(mounts_of("self", self.proc_root))
         for mntns, pid in namespaces.items():
             if mntns in self._seen:
                 continue
@@ -121,7 +115,7 @@ class InjectionService:
                 cgroup = container_cgroup(parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup")))
             except OSError:
                 continue
-            if _root_mount(mounts) == host_root:
+            if root_mount(mounts) == host_root:
                 continue  # not pivoted into its rootfs yet: look again next time
             self._seen.add(mntns)
             if not policy.admits(cgroup):
