@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build the containerfs binary RPM from this checkout:  packaging/rpm/build-rpm.sh OUTDIR
-# Leaves OUTDIR/containerfs-VERSION-1*.noarch.rpm and nothing else.
+# Writes OUTDIR/containerfs-VERSION-RELEASE.noarch.rpm and leaves nothing else behind.
 #
-# Needs rpmbuild (RHEL/Fedora: dnf install rpm-build python3-devel systemd-rpm-macros;
+# Needs rpmbuild (RHEL/Fedora: dnf install rpm-build python3-devel python3-pip systemd-rpm-macros;
 # Debian/Ubuntu: apt-get install rpm) and pip access to the package index (or its cache,
 # or PIP_FIND_LINKS with PIP_NO_INDEX=1) for setuptools and the pinned mfusepy wheel.
 # The RPM is for the build host's python3 version (it requires python(abi) = that
