@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import logging.handlers
 import os
@@ -10,38 +9,14 @@ import subprocess
 import sys
 
 from containerfs.core import ContainerFS, Options
-from containerfs.fsread import read_text
-from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+from containerfs.inject.service import InjectionService, WatchPolicy
+from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 
 log = logging.getLogger("containerfs")
 
 
-# The daemon's own mount table: where it mounts is real even when the views read
-# injected roots (--proc-root serves fixture trees through a real mount).
-OWN_MOUNTINFO = "/proc/self/mountinfo"
-
-
 class MountpointBusy(Exception):
     pass
-
-
-def _mount_at(mountinfo: str, mountpoint: str) -> Mount | None:
-    """The topmost mount at mountpoint, if any."""
-    found = None
-    for mount in parse_mountinfo(read_text(mountinfo)):
-        if mount.mountpoint == mountpoint:
-            found = mount
-    return found
-
-
-def _is_dead(mountpoint: str) -> bool:
-    try:
-        # statvfs always reaches the filesystem; stat may be answered from cached attributes.
-        os.statvfs(mountpoint)
-    except OSError as err:
-        # A FUSE mount whose daemon died answers ENOTCONN until it is detached.
-        return err.errno == errno.ENOTCONN
-    return False
 
 
 def _detach(mountpoint: str) -> None:
@@ -50,12 +25,12 @@ def _detach(mountpoint: str) -> None:
 
 def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     """Make mountpoint ready for a new daemon, or raise MountpointBusy saying why not."""
-    mount = _mount_at(mountinfo, mountpoint)
+    mount = mount_at(mountpoint, mountinfo)
     if mount is not None:
-        if _is_dead(mountpoint) and mount.fstype.startswith("fuse"):
+        if is_dead(mountpoint) and mount.fstype.startswith("fuse"):
             log.warning("%s: detaching the dead mount of a daemon that is gone", mountpoint)
             _detach(mountpoint)
-        elif mount.fstype == "fuse.containerfs":
+        elif mount.fstype == FSTYPE:
             raise MountpointBusy(f"{mountpoint} is already served by a running containerfs daemon")
         else:
             raise MountpointBusy(f"{mountpoint} is already a mount point ({mount.fstype} from {mount.source})")
@@ -76,7 +51,9 @@ def _configure_logging(foreground: bool, level: str) -> None:
     root.setLevel(level)
 
 
-def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -> int:
+def mount(
+    mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
+) -> int:
     _configure_logging(foreground, log_level)
     mountpoint = os.path.abspath(mountpoint)
     # A daemon keeps no directory busy; libfuse would also record a mount source that
@@ -90,11 +67,13 @@ def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -
         return 1
     from containerfs.fuse_adapter import serve
 
+    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch)
     try:
-        serve(fs, mountpoint, foreground)
+        serve(fs, mountpoint, foreground, [injection])
     except RuntimeError as err:
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
+    injection.detach_all()
     return 0
 
 

@@ -338,6 +338,8 @@ class ContainerFactory:
         cgroups_path,
         env,
         block_io,
+        hooks,
+        annotations,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -389,6 +391,10 @@ class ContainerFactory:
         if block_io:
             resources["blockIO"] = block_io
         spec["linux"]["cgroupsPath"] = cgroups_path
+        if hooks:
+            spec["hooks"] = hooks
+        if annotations:
+            spec["annotations"] = annotations
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(
@@ -407,6 +413,8 @@ class ContainerFactory:
         extra_mounts=(),
         env=(),
         block_io=None,
+        hooks=None,
+        annotations=None,
         timeout=60,
     ):
         """Create a container.
@@ -416,6 +424,8 @@ class ContainerFactory:
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
+        hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
+        annotations: the OCI annotations.
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -447,6 +457,8 @@ class ContainerFactory:
             cgroups_path,
             env,
             block_io,
+            hooks,
+            annotations,
         )
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:
