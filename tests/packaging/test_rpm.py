@@ -139,7 +139,7 @@ def test_requires_are_rhel_package_names(rpm: Path, python_abi: str) -> None:
     assert "bundled(python3dist(mfusepy))" in rpm_query(rpm, "--provides")
 
 
-def test_scriptlets_install_enable_and_stop_the_unit_without_restarting_it_on_upgrade(rpm: Path) -> None:
+def test_scriptlets_preset_the_unit_stop_it_on_removal_and_restart_it_on_upgrade(rpm: Path) -> None:
     scripts: dict[str, str] = {}
     name = None
     for line in rpm_query(rpm, "--scripts").splitlines():
@@ -155,7 +155,7 @@ def test_scriptlets_install_enable_and_stop_the_unit_without_restarting_it_on_up
     # Debian's rpm gets the spec's fallbacks (systemctl), RHEL 9+ systemd-update-helper.
     assert "containerfs.service" in post and ("preset" in post or "install-system-units" in post), post
     assert "containerfs.service" in preun and ("disable --now" in preun or "remove-system-units" in preun), preun
-    assert "reload" in postun and "restart" not in postun, postun
+    assert "containerfs.service" in postun and ("try-restart" in postun or "mark-restart" in postun), postun
 
 
 def test_packaged_files_are_the_checkouts(unpacked: Path) -> None:
