@@ -53,7 +53,11 @@ def _replace(tree_fd: int, target: str) -> None:
     syscalls.umount_detached(target)
 
 
-def _apply(step: Step, tree_fd: int | None) -> Outcome:
+def apply_step(step: Step, tree_fd: int | None) -> Outcome:
+    if tree_fd is not None and os.path.realpath(step.target) != step.target:
+        # Before pivot_root the root is the host's: an image whose /proc is a symlink to
+        # an absolute path must not steer a view onto a host path.
+        return Outcome(step, False, "reached through a symlink: refused")
     try:
         if step.action is Action.ATTACH:
             if not os.path.exists(step.target):
@@ -86,7 +90,7 @@ def apply_in_namespace(mntns_fd: int, steps: list[Step], trees: dict[int, int]) 
         try:
             os.close(read_end)
             syscalls.setns(mntns_fd, syscalls.CLONE_NEWNS)
-            results = [list(_apply(step, trees.get(i))[1:]) for i, step in enumerate(steps)]
+            results = [list(apply_step(step, trees.get(i))[1:]) for i, step in enumerate(steps)]
             os.write(write_end, json.dumps(results).encode())
             status = 0
         except BaseException as err:  # everything must reach the parent, never a traceback here

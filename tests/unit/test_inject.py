@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -215,3 +216,39 @@ def test_docker_args_bind_every_view_read_only() -> None:
     assert args[0::2] == ["-v"] * len(VIEWS)
     assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
     assert "/var/lib/containerfs/sys/devices/system/cpu/online:/sys/devices/system/cpu/online:ro" in args[1::2]
+
+
+def test_a_target_reached_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    from containerfs.inject.namespace import apply_step
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "meminfo").write_text("")
+    (tmp_path / "proc").symlink_to(tmp_path / "elsewhere")
+    step = Step("proc/meminfo", str(tmp_path / "proc" / "meminfo"), Action.ATTACH)
+    outcome = apply_step(step, tree_fd=-1)  # refused before the (invalid) tree is touched
+    assert (outcome.done, outcome.error, outcome.failed) == (False, "reached through a symlink: refused", True)
+    missing = Step("proc/meminfo", str(tmp_path / "nothing" / "meminfo"), Action.ATTACH)
+    assert apply_step(missing, tree_fd=-1).result == "absent"
+
+
+def test_shipped_hooks_d_file_runs_the_oci_hook() -> None:
+    from containerfs.cli import _parser
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = json.loads((repo / "packaging" / "oci" / "containerfs.json").read_text())
+    assert spec["version"] == "1.0.0"
+    assert set(spec["stages"]) <= {"prestart", "createRuntime", "createContainer"}
+    assert spec["when"] == {"always": True}  # the opt-out is the hook's own annotation check
+    args = _parser().parse_args(spec["hook"]["args"][1:])
+    assert (args.command, args.mountpoint, args.require_daemon) == ("oci-hook", "/var/lib/containerfs", False)
+
+
+def test_enosys_means_the_kernel_lacks_the_mount_api() -> None:
+    import ctypes
+
+    from containerfs.inject import syscalls
+
+    result = syscalls._libc.syscall(-1)  # no such syscall: ENOSYS, like open_tree on Linux < 5.2
+    assert ctypes.get_errno() == errno.ENOSYS
+    with pytest.raises(syscalls.MountApiMissing, match=r"Linux >= 5\.2"):
+        syscalls._check(result, "open_tree")
