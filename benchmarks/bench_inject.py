@@ -30,9 +30,9 @@ from _harness import REPO_ROOT, ContainerfsDaemon, LxcfsDaemon, log
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 sys.path.insert(0, str(REPO_ROOT))
-from cfs_harness import PREFIX, SESSION, ContainerFactory  # noqa: E402
+from cfs_harness import PREFIX, SESSION, ContainerFactory
 
-from containerfs.inject.scan import container_namespaces  # noqa: E402
+from containerfs.inject.scan import container_namespaces
 
 MIB = 1024 * 1024
 
