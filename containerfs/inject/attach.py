@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import NamedTuple
 
@@ -52,10 +53,22 @@ def mounts_of(pid: int | str, proc_root: str) -> list[Mount]:
 
 
 def root_mount(mounts: list[Mount]) -> tuple[str, str] | None:
-    """What a mount table has at "/": a container that still has the host's has not
-    pivoted into its rootfs yet (it is being created), and its /proc is the host's."""
+    """What a mount table has at "/"."""
     roots = [m for m in mounts if m.mountpoint == "/"]
     return (roots[-1].dev, roots[-1].root) if roots else None
+
+
+def host_roots(proc_root: str) -> set[tuple[str, str] | None]:
+    """The roots a container has before it pivots into its rootfs (being created).
+
+    The runtime's: the daemon's own, and pid 1's when the daemon runs in a pod of its
+    own (a DaemonSet with hostPID), where the runtimes use the node's.
+    """
+    roots = {root_mount(mounts_of("self", proc_root))}
+    # pid 1 may be hidden from us; then the daemon's root is the host's anyway.
+    with contextlib.suppress(OSError):
+        roots.add(root_mount(mounts_of(1, proc_root)))
+    return roots
 
 
 def carry_out(source: ViewSource, pid: int | str, steps: list[Step], proc_root: str) -> list[Outcome]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from containerfs.inject.attach import mounts_of, root_mount
+from containerfs.inject.attach import host_roots, mounts_of, root_mount
 
 
 class Namespaces(NamedTuple):
@@ -29,12 +29,12 @@ def mount_namespaces(proc_root: str) -> dict[str, int]:
 
 
 def containers_ready(proc_root: str) -> list[int]:
-    """One process per container that has pivoted into its rootfs (see root_mount)."""
-    host_root = root_mount(mounts_of("self", proc_root))
+    """One process per container that has pivoted into its rootfs (see host_roots)."""
+    unpivoted = host_roots(proc_root)
     ready = []
     for pid in container_namespaces(proc_root).values():
         try:
-            if root_mount(mounts_of(pid, proc_root)) != host_root:
+            if root_mount(mounts_of(pid, proc_root)) not in unpivoted:
                 ready.append(pid)
         except OSError:
             continue  # exited while we looked

@@ -13,7 +13,16 @@ import threading
 import time
 
 from containerfs.fsread import read_text
-from containerfs.inject.attach import NotServing, ViewSource, carry_out, dead_source, live_source, mounts_of, root_mount
+from containerfs.inject.attach import (
+    NotServing,
+    ViewSource,
+    carry_out,
+    dead_source,
+    host_roots,
+    live_source,
+    mounts_of,
+    root_mount,
+)
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
@@ -106,7 +115,7 @@ class InjectionService:
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
         namespaces = container_namespaces(self.proc_root)
         self._seen &= set(namespaces)
-        host_root = root_mount(mounts_of("self", self.proc_root))
+        unpivoted = host_roots(self.proc_root)
         for mntns, pid in namespaces.items():
             if mntns in self._seen:
                 continue
@@ -115,7 +124,7 @@ class InjectionService:
                 cgroup = container_cgroup(parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup")))
             except OSError:
                 continue
-            if root_mount(mounts) == host_root:
+            if root_mount(mounts) in unpivoted:
                 continue  # not pivoted into its rootfs yet: look again next time
             self._seen.add(mntns)
             if not policy.admits(cgroup):
