@@ -250,9 +250,7 @@ def test_packaged_command_runs_the_packaged_code_and_the_vendored_mfusepy(unpack
     )
     env = {**os.environ, "PYTHONPATH": f"{unpacked}{sitelib(python_abi)}"}
     # cwd /: `-c` puts the working directory first on sys.path, and the checkout's package is there.
-    result = subprocess.run(
-        [*interpreter, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd="/"
-    )
+    result = subprocess.run([*interpreter, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
     package, vendored = result.stdout.splitlines()[-2:]
     assert Path(package) == unpacked / sitelib(python_abi).lstrip("/") / "containerfs" / "__init__.py"
