@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from collections.abc import Iterable
@@ -77,6 +76,8 @@ def _hook_logging(log_file: str | None) -> None:
     if log_file:
         handlers.append(logging.FileHandler(log_file))
     elif os.path.exists("/dev/log"):
+        import logging.handlers  # only here: every container start pays for the hook's imports
+
         handlers.append(logging.handlers.SysLogHandler("/dev/log"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
