@@ -76,9 +76,9 @@ def _hook_logging(log_file: str | None) -> None:
     if log_file:
         handlers.append(logging.FileHandler(log_file))
     elif os.path.exists("/dev/log"):
-        import logging.handlers  # only here: every container start pays for the hook's imports
+        from logging.handlers import SysLogHandler  # here: every container start pays for the imports
 
-        handlers.append(logging.handlers.SysLogHandler("/dev/log"))
+        handlers.append(SysLogHandler("/dev/log"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
         log.addHandler(handler)
