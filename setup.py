@@ -18,6 +18,6 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["containerfs", "containerfs.*"]),
     install_requires=["mfusepy>=3.0", "psutil>=5.8"],
-    extras_require={"test": ["pytest>=7", "ruff", "mypy"]},
+    extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"]},
     entry_points={"console_scripts": ["containerfs=containerfs.cli:main"]},
 )

@@ -6,13 +6,17 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from containerfs import __version__
-from containerfs.core import ContainerFS, Options
-from containerfs.errors import NotFound
+from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
 from containerfs.status import cli as status_cli
 
+if TYPE_CHECKING:
+    from containerfs.core import Options
+
 DEFAULT_MOUNTPOINT = "/var/lib/containerfs"
+DEFAULT_RUN_DIR = "/run/containerfs"
 
 
 def _add_roots(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +31,9 @@ def _add_roots(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    # The hooks run at every container start: they do not pay for importing the core.
+    from containerfs.core import Options
+
     roots = (os.path.abspath(args.proc_root), os.path.abspath(args.sys_root), os.path.abspath(args.cgroup_root))
     return Options(*roots, use_quota=not args.no_cpu_quota)
 
@@ -40,10 +47,28 @@ def _parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
     mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
     mount.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    mount.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="root-only runtime state (default: %(default)s)")
+    watch = mount.add_argument_group("automatic injection")
+    watch.add_argument("--watch", action="store_true", help="inject the views into every new and running container")
+    watch.add_argument(
+        "--watch-include",
+        action="append",
+        metavar="GLOB",
+        help="only containers whose cgroup path matches (repeatable; default: all)",
+    )
+    watch.add_argument(
+        "--watch-exclude",
+        action="append",
+        metavar="GLOB",
+        help=f"skip containers whose cgroup path matches (repeatable; default: {' '.join(DEFAULT_EXCLUDE)})",
+    )
+    watch.add_argument("--watch-interval", type=float, default=1.0, help="seconds between scans (default: 1)")
     _add_roots(mount)
 
     umount = commands.add_parser("umount", help="unmount the views")
     umount.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+
+    _add_injection_commands(commands)
 
     show = commands.add_parser("show", help="print what process PID reads at PATH, without FUSE")
     show.add_argument("pid", type=int)
@@ -51,11 +76,66 @@ def _parser() -> argparse.ArgumentParser:
     _add_roots(show)
 
     status = commands.add_parser("status", help="the daemon and every container: usage, limits, alerts, metrics")
-    status_cli.add_arguments(status, DEFAULT_MOUNTPOINT)
+    status_cli.add_arguments(status, DEFAULT_MOUNTPOINT, DEFAULT_RUN_DIR)
     return parser
 
 
+def _watch_policy(args: argparse.Namespace) -> WatchPolicy | None:
+    if not args.watch:
+        return None
+    return WatchPolicy(
+        tuple(args.watch_include or ("*",)), tuple(args.watch_exclude or DEFAULT_EXCLUDE), args.watch_interval
+    )
+
+
+def _add_injection_commands(commands: argparse._SubParsersAction) -> None:
+    inject = commands.add_parser("inject", help="bind the views into running containers")
+    inject.add_argument("pids", metavar="PID", nargs="*", type=int, help="any process of the container")
+    inject.add_argument("--all", action="store_true", help="every container (own pid and mount namespaces)")
+    _add_mountpoint_option(inject)
+    inject.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+
+    for name, what in (("oci-hook", "OCI hook: the container state JSON on stdin"), ("lxc-hook", "lxc.hook.mount")):
+        hook = commands.add_parser(name, help=f"{what}; binds the views before the container starts")
+        _add_mountpoint_option(hook)
+        hook.add_argument(
+            "--require-daemon", action="store_true", help="fail the container's start when no daemon serves the views"
+        )
+        hook.add_argument("--log-file", help="also log here (default: syslog when /dev/log exists)")
+        hook.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+        # LXC passes the container name, section and hook type; runtimes pass nothing.
+        hook.add_argument("runtime_args", nargs="*", help=argparse.SUPPRESS)
+
+    docker = commands.add_parser("docker-args", help="print the -v flags that give a `docker run` the views")
+    _add_mountpoint_option(docker)
+
+
+def _add_mountpoint_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mountpoint", default=DEFAULT_MOUNTPOINT, help="the daemon's mountpoint (default: %(default)s)"
+    )
+
+
+def _injection(args: argparse.Namespace) -> int:
+    from containerfs.inject import commands
+
+    if args.command == "inject":
+        if not args.pids and not args.all:
+            print("containerfs: inject needs PID arguments or --all", file=sys.stderr)
+            return 2
+        return commands.inject(args.mountpoint, args.pids, args.all, args.proc_root)
+    if args.command == "oci-hook":
+        return commands.oci_hook(args.mountpoint, args.require_daemon, args.proc_root, sys.stdin, args.log_file)
+    if args.command == "lxc-hook":
+        return commands.lxc_hook(args.mountpoint, args.require_daemon, args.proc_root, args.log_file)
+    print(commands.docker_args(args.mountpoint))
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
+    from containerfs.core import ContainerFS
+    from containerfs.errors import NotFound
+
     try:
         fs = ContainerFS(_options(args))
     except (OSError, ValueError) as err:
@@ -84,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         logging.basicConfig(level=logging.WARNING, format="containerfs: %(message)s")
         return _show(args)
+    if args.command in ("inject", "oci-hook", "lxc-hook", "docker-args"):
+        return _injection(args)
     if args.command == "status":
         return status_cli.run(args)
     # The FUSE binding is imported only by the commands that need it.
     from containerfs import mount
 
     if args.command == "mount":
-        return mount.mount(args.mountpoint, _options(args), args.foreground, args.log_level)
+        return mount.mount(
+            args.mountpoint, _options(args), args.foreground, args.log_level, args.run_dir, _watch_policy(args)
+        )
     return mount.umount(args.mountpoint)

@@ -1,11 +1,11 @@
 """The daemon's control socket: one JSON request and one JSON answer per connection.
 
-A unix stream socket per mountpoint under /run/containerfs (directory 0700, socket 0600,
-both root's), so only root on the host can reach it: containers must not learn about
-other containers.  The daemon also checks the peer (SO_PEERCRED): root, and in the host's
-pid namespace.  A small thread serves it, one client at a time, with a timeout, so a
-slow or broken client can delay another status call but never the FUSE loop or the
-daemon's life.
+A unix stream socket per mountpoint in the run directory (`--run-dir`, /run/containerfs:
+directory 0700, socket 0600, both root's), so only root on the host can reach it:
+containers must not learn about other containers.  The daemon also checks the peer
+(SO_PEERCRED): root, and in the host's pid namespace.  A small thread serves it, one
+client at a time, with a timeout, so a slow or broken client can delay another status
+call but never the FUSE loop or the daemon's life.
 """
 
 from __future__ import annotations
@@ -25,19 +25,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUN_DIR = "/run/containerfs"
-# Tests (and unusual hosts) point daemon and client elsewhere.
-RUN_DIR_ENV = "CONTAINERFS_RUN_DIR"
 _MAX_REQUEST = 65536
 # sun_path holds 108 bytes with the terminating NUL.
 _MAX_SOCKET_PATH = 107
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def run_dir() -> str:
-    return os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR
 
 
 def escape_path(path: str) -> str:
@@ -56,8 +49,8 @@ def escape_path(path: str) -> str:
     return "".join(out)
 
 
-def socket_path(mountpoint: str, directory: str | None = None) -> str:
-    directory = directory if directory is not None else run_dir()
+def socket_path(mountpoint: str, directory: str) -> str:
+    """The control socket of the daemon at mountpoint, in the run directory (`--run-dir`)."""
     name = escape_path(os.path.abspath(mountpoint))
     path = os.path.join(directory, name + ".sock")
     if len(path.encode()) <= _MAX_SOCKET_PATH:
@@ -68,7 +61,7 @@ def socket_path(mountpoint: str, directory: str | None = None) -> str:
         path = os.path.join(directory, candidate + ".sock")
         if len(path.encode()) <= _MAX_SOCKET_PATH:
             return path
-    raise ValueError(f"control socket directory {directory} is too long for a socket address; set {RUN_DIR_ENV}")
+    raise ValueError(f"run directory {directory} is too long for a socket address; choose a shorter --run-dir")
 
 
 class ControlError(Exception):
@@ -121,7 +114,7 @@ def _read_all(sock: socket.socket) -> bytes:
 
 
 class ControlServer:
-    """Serves handler's answers on a unix socket from a daemon thread (a core Service)."""
+    """Serves handler's answers on a unix socket from a daemon thread (a service of the adapter)."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 from time import perf_counter_ns
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
 from containerfs.cgroup.reader import CgroupReader
@@ -37,14 +37,6 @@ class Options(NamedTuple):
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
-class Service(Protocol):
-    """A background thread the daemon runs while it serves (the load sampler, the control socket)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class _Handle:
     __slots__ = ("snapshot", "view")
 
@@ -67,8 +59,6 @@ class ContainerFS:
         self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry, self.stats)
         # Time spent rendering a read at offset 0, the one that computes content.
         self.latency = LatencyHistogram()
-        # Started once the filesystem serves, stopped in reverse order when it stops.
-        self.services: list[Service] = [self.sampler]
         self._errors = RateLimitedLog(log)
         self._handles: dict[int, _Handle] = {}
         self._handle_ids = itertools.count(1)

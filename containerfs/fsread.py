@@ -25,12 +25,19 @@ def read_text(path: str) -> str:
 
 
 def _read_all(fd: int) -> str:
+    # A seq_file with many records (cpuinfo, diskstats, mountinfo) returns about one page
+    # per read, whatever was asked: read on until EOF.  The read that follows at the
+    # offset where the last one stopped continues the kernel's iterator (no
+    # regeneration), so the empty read that ends a small file costs little.
     data = os.pread(fd, _CHUNK, 0)
-    if len(data) == _CHUNK:  # large cpuinfo on many-CPU hosts
-        chunks = [data]
-        while data:
-            data = os.pread(fd, _CHUNK, _CHUNK * len(chunks))
-            chunks.append(data)
+    more = os.pread(fd, _CHUNK, len(data)) if data else b""
+    if more:
+        chunks = [data, more]
+        offset = len(data) + len(more)
+        while more:
+            more = os.pread(fd, _CHUNK, offset)
+            chunks.append(more)
+            offset += len(more)
         data = b"".join(chunks)
     return data.decode("utf-8", "surrogateescape")
 

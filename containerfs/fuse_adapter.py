@@ -15,8 +15,8 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 # mfusepy picks libfuse 2 when both are installed unless told; the views need libfuse 3.
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
@@ -24,6 +24,7 @@ import mfusepy
 
 from containerfs.core import ContainerFS
 from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class FuseAdapter:
 
     use_ns = True
 
-    def __init__(self, fs: ContainerFS) -> None:
+    def __init__(self, fs: ContainerFS, services: Sequence[Service] = ()) -> None:
         self._fs = fs
+        self._services = [fs.sampler, *services]
         self.served = False
         now = time.time_ns()
         self._times = {"st_atime": now, "st_mtime": now, "st_ctime": now}
@@ -68,7 +70,7 @@ class FuseAdapter:
             config.direct_io = 1
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        for service in self._fs.services:
+        for service in self._services:
             try:
                 service.start()
             except Exception:  # the views matter more than any one helper thread
@@ -77,7 +79,7 @@ class FuseAdapter:
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 
     def destroy(self, path: Any) -> None:
-        for service in reversed(self._fs.services):
+        for service in self._services:
             service.stop()
 
     @_errors_to_errno
@@ -105,9 +107,17 @@ class FuseAdapter:
         return 0
 
 
-def serve(fs: ContainerFS, mountpoint: str, foreground: bool) -> None:
+class Service(Protocol):
+    """A thread that may start only once the filesystem serves (and, daemonized, has forked)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def serve(fs: ContainerFS, mountpoint: str, foreground: bool, services: Sequence[Service] = ()) -> None:
     """Mount and serve until unmounted or signalled (SIGTERM, SIGINT); raise if mounting failed."""
-    adapter = FuseAdapter(fs)
+    adapter = FuseAdapter(fs, services)
     try:
         _run(adapter, mountpoint, foreground)
     except RuntimeError:
@@ -129,7 +139,7 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         ro=True,
         allow_other=True,
         default_permissions=True,
-        fsname="containerfs",
+        fsname=mount_source(mountpoint),
         subtype="containerfs",
     )
 

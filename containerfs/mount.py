@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import logging.handlers
 import os
@@ -11,30 +10,15 @@ import sys
 
 from containerfs import control
 from containerfs.core import ContainerFS, Options
-from containerfs.fsread import read_text
-from containerfs.procfs.mountinfo import parse_mountinfo, topmost
+from containerfs.inject.service import InjectionService, WatchPolicy
+from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.status.collect import StatusCollector
 
 log = logging.getLogger("containerfs")
 
 
-# The daemon's own mount table: where it mounts is real even when the views read
-# injected roots (--proc-root serves fixture trees through a real mount).
-OWN_MOUNTINFO = "/proc/self/mountinfo"
-
-
 class MountpointBusy(Exception):
     pass
-
-
-def _is_dead(mountpoint: str) -> bool:
-    try:
-        # statvfs always reaches the filesystem; stat may be answered from cached attributes.
-        os.statvfs(mountpoint)
-    except OSError as err:
-        # A FUSE mount whose daemon died answers ENOTCONN until it is detached.
-        return err.errno == errno.ENOTCONN
-    return False
 
 
 def _detach(mountpoint: str) -> None:
@@ -43,12 +27,12 @@ def _detach(mountpoint: str) -> None:
 
 def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     """Make mountpoint ready for a new daemon, or raise MountpointBusy saying why not."""
-    mount = topmost(parse_mountinfo(read_text(mountinfo)), mountpoint)
+    mount = mount_at(mountpoint, mountinfo)
     if mount is not None:
-        if _is_dead(mountpoint) and mount.fstype.startswith("fuse"):
+        if is_dead(mountpoint) and mount.fstype.startswith("fuse"):
             log.warning("%s: detaching the dead mount of a daemon that is gone", mountpoint)
             _detach(mountpoint)
-        elif mount.fstype == "fuse.containerfs":
+        elif mount.fstype == FSTYPE:
             raise MountpointBusy(f"{mountpoint} is already served by a running containerfs daemon")
         else:
             raise MountpointBusy(f"{mountpoint} is already a mount point ({mount.fstype} from {mount.source})")
@@ -69,31 +53,33 @@ def _configure_logging(foreground: bool, level: str) -> None:
     root.setLevel(level)
 
 
-def mount(mountpoint: str, options: Options, foreground: bool, log_level: str) -> int:
+def mount(
+    mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
+) -> int:
     _configure_logging(foreground, log_level)
     mountpoint = os.path.abspath(mountpoint)
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
     os.chdir("/")
     try:
-        control_path = control.socket_path(mountpoint)
+        control_path = control.socket_path(mountpoint, state_dir)
         prepare_mountpoint(mountpoint)
         fs = ContainerFS(options)
         # Made now, so a run directory that cannot exist stops us before mounting.
-        os.makedirs(os.path.dirname(control_path), mode=0o700, exist_ok=True)
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
         return 1
     from containerfs.fuse_adapter import libfuse_version, serve
 
-    collector = StatusCollector(fs, mountpoint, libfuse_version())
-    fs.services.append(control.ControlServer(control_path, collector.handle))
-
+    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch)
+    status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
     try:
-        serve(fs, mountpoint, foreground)
+        serve(fs, mountpoint, foreground, [injection, status])
     except RuntimeError as err:
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
+    injection.detach_all()
     return 0
 
 

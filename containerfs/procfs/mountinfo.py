@@ -6,11 +6,11 @@ from typing import NamedTuple
 
 
 class Mount(NamedTuple):
-    mountpoint: str
+    mountpoint: str  # relative to the reading process's root
     fstype: str
     source: str
-    device: str  # "major:minor" of the filesystem: every bind of one FUSE mount shares it
-    root: str  # the path inside the filesystem that is mounted ("/proc/meminfo" for a bound view)
+    dev: str = ""  # "major:minor" of the superblock: tells two mounts of one filesystem type apart
+    root: str = ""  # the path inside the filesystem that is mounted (a bind mount's file)
 
 
 def _unescape(field: str) -> str:
@@ -29,12 +29,3 @@ def parse_mountinfo(text: str) -> list[Mount]:
             Mount(_unescape(fields[4]), fields[sep + 1], _unescape(fields[sep + 2]), fields[2], _unescape(fields[3]))
         )
     return mounts
-
-
-def topmost(mounts: list[Mount], mountpoint: str) -> Mount | None:
-    """The mount that is visible at mountpoint (the last one mounted there), if any."""
-    found = None
-    for mount in mounts:
-        if mount.mountpoint == mountpoint:
-            found = mount
-    return found

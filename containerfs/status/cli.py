@@ -16,8 +16,9 @@ from containerfs.status.render import render_table, select
 _DEFAULTS = Thresholds()
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_mountpoint: str) -> None:
+def add_arguments(parser: argparse.ArgumentParser, default_mountpoint: str, default_run_dir: str) -> None:
     parser.add_argument("--mountpoint", default=default_mountpoint, help="the daemon's mountpoint (%(default)s)")
+    parser.add_argument("--run-dir", default=default_run_dir, help="the daemon's --run-dir (%(default)s)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the status as JSON (docs/interfaces.md)")
     output.add_argument("--prometheus", action="store_true", help="print Prometheus text exposition")
@@ -43,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_mountpoint: str) -> N
     )
 
 
-def _fetch(mountpoint: str, timeout: float) -> Status:
-    answer = request(socket_path(mountpoint), {"request": "status"}, timeout)
+def _fetch(mountpoint: str, run_dir: str, timeout: float) -> Status:
+    answer = request(socket_path(mountpoint, run_dir), {"request": "status"}, timeout)
     return status_from_json(answer.get("status"))
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if thresholds.memory_warning > thresholds.memory_critical or thresholds.pids_warning > thresholds.pids_critical:
             raise ValueError("a warning threshold is above its critical one")
-        status = _fetch(mountpoint, args.timeout)
+        status = _fetch(mountpoint, args.run_dir, args.timeout)
     except (ControlError, ValueError) as err:
         reason = f"no daemon serves {mountpoint}: {err}" if isinstance(err, NoDaemon) else f"{mountpoint}: {err}"
         if args.check:

@@ -19,8 +19,9 @@ from containerfs.core import ContainerFS
 from containerfs.cpus import visible_cpus
 from containerfs.fsread import FileCache, read_text
 from containerfs.host import HostFiles
+from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source
 from containerfs.procfs.loadavg import FIXED_1
-from containerfs.procfs.mountinfo import Mount, parse_mountinfo, topmost
+from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import parse_uptime
 from containerfs.resolve import Resolver
@@ -45,21 +46,25 @@ from containerfs.status.model import (
 from containerfs.views.registry import VIEWS
 
 T = TypeVar("T")
-VIEW_FSTYPE = "fuse.containerfs"
 # Enough descriptors for one container's files; all are closed after each answer.
 _OPEN_FILES = 64
 
 
-def count_views(mounts: list[Mount], device: str | None) -> Views:
-    """Views mounted in a mount table: from the daemon's mount (device) or from another one."""
+def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
+    """This mountpoint's views in a mount table: served by the daemon's mount (dev), or stale.
+
+    A view's source names its daemon's mountpoint; a view from that mountpoint on another
+    device was bound from a daemon that is gone.  Views of other mountpoints are not ours.
+    """
     live = stale = 0
-    for mountpoint in dict.fromkeys(m.mountpoint for m in mounts):
-        mount = topmost(mounts, mountpoint)
-        if mount is not None and mount.fstype == VIEW_FSTYPE:
-            if mount.device == device:
-                live += 1
-            else:
-                stale += 1
+    # The last mount at a path is the one a reader sees.
+    for mount in {m.mountpoint: m for m in mounts}.values():
+        if mount.fstype != FSTYPE or mount.source != source:
+            continue
+        if mount.dev == dev:
+            live += 1
+        else:
+            stale += 1
     return Views(live, stale, len(VIEWS))
 
 
@@ -95,12 +100,13 @@ def _optional(read: Callable[[], T]) -> T | None:
 
 
 class StatusCollector:
-    def __init__(self, fs: ContainerFS, mountpoint: str, libfuse: str, own_mountinfo: str = "/proc/self/mountinfo"):
+    def __init__(self, fs: ContainerFS, mountpoint: str, libfuse: str, own_mountinfo: str = OWN_MOUNTINFO):
         self.fs = fs
         self.mountpoint = mountpoint
         self.libfuse = libfuse
         # The daemon's real mount table: its mount is real even over injected roots.
         self.own_mountinfo = own_mountinfo
+        self.source = mount_source(mountpoint)
         self.started = time.monotonic()
         self.resolver = Resolver(fs.options.proc_root)
         self.oom = OomWatch()
@@ -142,9 +148,9 @@ class StatusCollector:
             ),
         )
 
-    def _device(self) -> str | None:
-        mount = topmost(parse_mountinfo(read_text(self.own_mountinfo)), self.mountpoint)
-        return mount.device if mount is not None and mount.fstype == VIEW_FSTYPE else None
+    def _dev(self) -> str | None:
+        mount = mount_at(self.mountpoint, self.own_mountinfo)
+        return mount.dev if mount is not None and mount.fstype == FSTYPE else None
 
     def _containers(self, files: FileCache) -> list[Container]:
         options = self.fs.options
@@ -152,12 +158,12 @@ class StatusCollector:
         host = HostFiles(options.proc_root, options.sys_root, files)
         host_uptime = parse_uptime(host.proc("uptime")).up
         online = host.online_cpus()
-        device = self._device()
+        dev = self._dev()
         now = time.monotonic()
         rows, keys = [], set()
         for record in discover(options.proc_root, self.resolver):
             key = self.fs.cgroups.identity(record.cgroups)
-            row = self._container(record, key, cgroups, online, host_uptime, device, now)
+            row = self._container(record, key, cgroups, online, host_uptime, dev, now)
             if row is not None:
                 rows.append(row)
                 keys.add(key)
@@ -171,7 +177,7 @@ class StatusCollector:
         cgroups: CgroupReader,
         online: list[int],
         host_uptime: float,
-        device: str | None,
+        dev: str | None,
         now: float,
     ) -> Container | None:
         proc_root, paths = self.fs.options.proc_root, record.cgroups
@@ -192,7 +198,8 @@ class StatusCollector:
             return Cpu(visible, quota, (usage.user_ns + usage.system_ns) / 1e9)
 
         def views() -> Views:
-            return count_views(parse_mountinfo(read_text(f"{proc_root}/{record.init_pid}/mountinfo")), device)
+            mounts = parse_mountinfo(read_text(f"{proc_root}/{record.init_pid}/mountinfo"))
+            return count_views(mounts, self.source, dev)
 
         return Container(
             name=record.name,

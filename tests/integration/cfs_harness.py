@@ -338,6 +338,8 @@ class ContainerFactory:
         cgroups_path,
         env,
         block_io,
+        hooks,
+        annotations,
         pids_limit=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
@@ -392,6 +394,10 @@ class ContainerFactory:
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
+        if hooks:
+            spec["hooks"] = hooks
+        if annotations:
+            spec["annotations"] = annotations
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(
@@ -410,6 +416,8 @@ class ContainerFactory:
         extra_mounts=(),
         env=(),
         block_io=None,
+        hooks=None,
+        annotations=None,
         pids_limit=None,
         timeout=60,
     ):
@@ -420,6 +428,8 @@ class ContainerFactory:
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
+        hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
+        annotations: the OCI annotations.
         pids_limit: the container's pids.max.
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
@@ -452,6 +462,8 @@ class ContainerFactory:
             cgroups_path,
             env,
             block_io,
+            hooks,
+            annotations,
             pids_limit,
         )
         if detach:

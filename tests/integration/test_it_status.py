@@ -22,23 +22,35 @@ NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 
 @pytest.fixture
-def run_dir(monkeypatch):
-    """A private control-socket directory for the daemons this test starts (they inherit the env).
+def run_dir():
+    """A private run directory (control sockets) for the daemons of one test.
 
     Short, under /tmp: a socket address holds 107 bytes and pytest's tmp_path is long.
     """
     parent = Path(tempfile.mkdtemp(prefix="cfs-run-", dir="/tmp"))
-    monkeypatch.setenv("CONTAINERFS_RUN_DIR", str(parent / "run"))
     try:
         yield parent / "run"
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.fixture
+def start(start_containerfs, run_dir):
+    """start_containerfs with the test's run directory; the daemon remembers it for status()."""
+
+    def start_daemon(mountpoint=None):
+        daemon = start_containerfs("--run-dir", str(run_dir), mountpoint=mountpoint)
+        daemon.run_dir = run_dir
+        return daemon
+
+    return start_daemon
+
+
 def status(daemon, *args, user=()):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    argv = [*user, sys.executable, "-m", "containerfs", "status", "--mountpoint", str(daemon.mountpoint), *args]
+    argv = [*user, sys.executable, "-m", "containerfs", "status", "--mountpoint", str(daemon.mountpoint)]
+    argv += ["--run-dir", str(daemon.run_dir), *args]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/", env=env)
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result
@@ -72,8 +84,8 @@ def wait_for(predicate, what, timeout=30.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_status_names_containers_with_their_limits(run_dir, start_containerfs, runc_container):
-    daemon = start_containerfs()
+def test_status_names_containers_with_their_limits(start, runc_container):
+    daemon = start()
     alpha = runc_container(
         name="alpha",
         memory=64 * MiB,
@@ -127,8 +139,8 @@ time.sleep(3600)
 """
 
 
-def test_check_fires_when_a_container_nears_its_limits(run_dir, start_containerfs, runc_container):
-    daemon = start_containerfs()
+def test_check_fires_when_a_container_nears_its_limits(start, runc_container):
+    daemon = start()
     box = runc_container(name="filler", memory=256 * MiB, pids_limit=40)
     assert check(daemon, box)[0] == 0
 
@@ -151,8 +163,8 @@ def test_check_fires_when_a_container_nears_its_limits(run_dir, start_containerf
     assert code == 2 and "filler: 35 of 40 pids" in out, out
 
 
-def test_oom_kill_counter_rises_after_a_real_oom_kill(run_dir, start_containerfs, runc_container):
-    daemon = start_containerfs()
+def test_oom_kill_counter_rises_after_a_real_oom_kill(start, runc_container):
+    daemon = start()
     small = runc_container(name="small", memory=32 * MiB, memory_swap=32 * MiB)
     assert row_of(status_json(daemon), small)["oom"]["kills"] == 0
     assert check(daemon, small)[0] == 0
@@ -171,18 +183,28 @@ def test_oom_kill_counter_rises_after_a_real_oom_kill(run_dir, start_containerfs
     assert check(daemon, small, "--window", "1")[0] == 0
 
 
-def test_views_of_a_replaced_daemon_are_stale(run_dir, start_containerfs, runc_container, tmp_path):
+def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start, runc_container, tmp_path):
     mountpoint = tmp_path / "views"
-    first = start_containerfs(mountpoint=mountpoint)
+    first = start(mountpoint=mountpoint)
     box = runc_container(name="viewer", views_from=mountpoint)
     assert row_of(status_json(first), box)["views"] == {"live": 8, "stale": 0, "total": 8}
-    first.stop()
-    second = start_containerfs(mountpoint=mountpoint)
-    assert row_of(status_json(second), box)["views"] == {"live": 0, "stale": 8, "total": 8}
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+    second = start(mountpoint=mountpoint)
+    # The new daemon replaces the dead views in the background: each view is stale, then live.
+    seen = []
+
+    def healed():
+        views = row_of(status_json(second), box)["views"]
+        seen.append(views)
+        return views == {"live": 8, "stale": 0, "total": 8}
+
+    wait_for(healed, "the new daemon to heal the views")
+    assert all(v["live"] + v["stale"] == 8 for v in seen), seen
 
 
-def test_no_daemon_and_a_killed_daemon(run_dir, start_containerfs, tmp_path):
-    daemon = start_containerfs()
+def test_no_daemon_and_a_killed_daemon(start, run_dir):
+    daemon = start()
     sockets = list(run_dir.iterdir())
     assert len(sockets) == 1 and oct(sockets[0].stat().st_mode & 0o777) == "0o600"
     assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
@@ -199,7 +221,7 @@ def test_no_daemon_and_a_killed_daemon(run_dir, start_containerfs, tmp_path):
     assert result.returncode == 3 and result.stdout.startswith("CONTAINERFS UNKNOWN - no daemon serves")
 
     # A new daemon on the same mountpoint takes the place of the stale socket; a clean stop removes it.
-    again = start_containerfs(mountpoint=daemon.mountpoint)
+    again = start(mountpoint=daemon.mountpoint)
     assert status(again).returncode == 0
     again.stop()
     assert list(run_dir.iterdir()) == []
@@ -221,8 +243,8 @@ print(data.decode())
 """
 
 
-def test_only_root_on_the_host_gets_an_answer(run_dir, start_containerfs, runc_container):
-    daemon = start_containerfs()
+def test_only_root_on_the_host_gets_an_answer(start, run_dir, runc_container):
+    daemon = start()
     (sock,) = run_dir.iterdir()
 
     result = status(daemon, user=NOBODY)
@@ -247,8 +269,8 @@ def test_only_root_on_the_host_gets_an_answer(run_dir, start_containerfs, runc_c
     assert daemon.alive() and status(daemon).returncode == 0
 
 
-def test_bad_clients_do_not_hurt_the_daemon(run_dir, start_containerfs):
-    daemon = start_containerfs()
+def test_bad_clients_do_not_hurt_the_daemon(start, run_dir):
+    daemon = start()
     (sock,) = run_dir.iterdir()
     for payload in (b"garbage\n", b'{"request": "stat', b"", b'{"request": "shutdown"}\n', b"\xff" * 100_000):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:

@@ -43,7 +43,7 @@ def test_long_mountpoints_fit_a_socket_address(directory: str) -> None:
 
 
 def test_a_run_directory_too_long_for_any_socket_is_an_error() -> None:
-    with pytest.raises(ValueError, match="too long for a socket address; set CONTAINERFS_RUN_DIR"):
+    with pytest.raises(ValueError, match="too long for a socket address; choose a shorter --run-dir"):
         socket_path("/var/lib/containerfs", "/tmp/" + "d" * 100)
 
 

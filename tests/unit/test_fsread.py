@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.fsread import FileCache
+from containerfs.fsread import FileCache, read_text
 
 
 def test_rereads_see_new_content_and_vanished_files_raise(tmp_path: Path) -> None:
@@ -40,3 +40,15 @@ def test_large_files_are_read_whole(tmp_path: Path) -> None:
     text = "processor\t: 0\n" * 20000  # ~280 KB, several read chunks
     big.write_text(text)
     assert FileCache(max_open=2).read(str(big)) == text
+
+
+@pytest.mark.parametrize("path", ["/proc/self/maps", "/proc/self/smaps"])
+def test_multi_page_seq_files_are_read_whole(path: str) -> None:
+    # These return about a page per read(2); smaps of a Python process spans dozens.
+    with open(path, "rb") as f:
+        expected_lines = f.read().count(b"\n")
+    text = read_text(path)
+    assert len(text) > 8192
+    assert abs(text.count("\n") - expected_lines) < 50  # the process's own mappings may change slightly
+    cache = FileCache(max_open=4)
+    assert abs(cache.read(path).count("\n") - expected_lines) < 50

@@ -8,7 +8,7 @@ from containerfs.procfs.cpuinfo import parse_cpuinfo, render_cpuinfo
 from containerfs.procfs.diskstats import parse_diskstats, render_diskstats
 from containerfs.procfs.loadavg import EXP, FIXED_1, LoadAvg, decay, render_loadavg
 from containerfs.procfs.meminfo import meminfo_subset, render_meminfo
-from containerfs.procfs.mountinfo import parse_mountinfo, topmost
+from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.procfs.process import parse_proc_cgroup, parse_proc_stat, parse_proc_status
 from containerfs.procfs.stat import CpuTimes, parse_stat, render_stat
 from containerfs.procfs.swaps import HEADER, render_swaps
@@ -221,20 +221,8 @@ def test_mountinfo() -> None:
     )
     mounts = parse_mountinfo(text)
     assert mounts[0].mountpoint == "/mnt/with space" and mounts[0].fstype == "ext3"
-    assert (mounts[0].device, mounts[0].root) == ("98:0", "/mnt1")
-    assert mounts[1].fstype == "fuse.containerfs" and mounts[1].device == "0:45"
-
-
-def test_topmost_mount() -> None:
-    text = (
-        "60 50 0:45 /proc/meminfo /proc/meminfo ro - fuse.containerfs containerfs ro\n"
-        "61 60 0:52 /proc/meminfo /proc/meminfo ro - fuse.containerfs containerfs ro\n"
-        "62 50 0:5 / /proc rw - proc proc rw\n"
-    )
-    mounts = parse_mountinfo(text)
-    found = topmost(mounts, "/proc/meminfo")
-    assert found is not None and found.device == "0:52"
-    assert topmost(mounts, "/nowhere") is None
+    assert (mounts[0].dev, mounts[0].root) == ("98:0", "/mnt1")
+    assert mounts[1].fstype == "fuse.containerfs" and mounts[1].dev == "0:45"
 
 
 @pytest.mark.parametrize(

@@ -30,41 +30,43 @@ def make_fs(root: Path) -> ContainerFS:
     return ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgroup")))
 
 
-def mountinfo_line(mount_id: int, device: str, root: str, mountpoint: str, fstype: str) -> str:
-    return f"{mount_id} 1 {device} {root} {mountpoint} ro,relatime - {fstype} {fstype.split('.')[0]} ro\n"
+OURS = "containerfs:/var/lib/containerfs"  # the mount source of the daemon at /var/lib/containerfs
 
 
-CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4")
+def mountinfo_line(mount_id: int, dev: str, root: str, mountpoint: str, fstype: str, source: str = OURS) -> str:
+    return f"{mount_id} 1 {dev} {root} {mountpoint} ro,relatime - {fstype} {source} ro\n"
+
+
+def view(mount_id: int, dev: str, name: str, source: str = OURS) -> str:
+    return mountinfo_line(mount_id, dev, f"/proc/{name}", f"/proc/{name}", "fuse.containerfs", source)
+
+
+CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4", "/dev/sda1")
 
 
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
         ([CONTAINER_ROOT], Views(0, 0, 8)),
+        ([CONTAINER_ROOT, view(301, "0:45", "meminfo"), view(302, "0:45", "stat")], Views(2, 0, 8)),
+        # from a daemon that is gone; one of them covered by the live daemon's
         (
-            [CONTAINER_ROOT]
-            + [
-                mountinfo_line(301 + i, "0:45", f"/proc/{n}", f"/proc/{n}", "fuse.containerfs")
-                for i, n in enumerate(("meminfo", "stat"))
-            ],
-            Views(2, 0, 8),
+            [CONTAINER_ROOT, view(301, "0:44", "meminfo"), view(302, "0:45", "meminfo"), view(303, "0:44", "stat")],
+            Views(1, 1, 8),
         ),
-        # a view from a replaced daemon, then the live one mounted over it: live
+        # another mountpoint's daemon's views, and lxcfs's, are not ours
         (
             [
                 CONTAINER_ROOT,
-                mountinfo_line(301, "0:44", "/proc/meminfo", "/proc/meminfo", "fuse.containerfs"),
-                mountinfo_line(302, "0:45", "/proc/meminfo", "/proc/meminfo", "fuse.containerfs"),
-                mountinfo_line(303, "0:44", "/proc/stat", "/proc/stat", "fuse.containerfs"),
+                view(301, "0:50", "meminfo", "containerfs:/srv/other"),
+                mountinfo_line(302, "0:51", "/proc/stat", "/proc/stat", "fuse.lxcfs", "lxcfs"),
             ],
-            Views(1, 1, 8),
+            Views(0, 0, 8),
         ),
-        # lxcfs views are not ours
-        ([CONTAINER_ROOT, mountinfo_line(301, "0:50", "/proc/meminfo", "/proc/meminfo", "fuse.lxcfs")], Views(0, 0, 8)),
     ],
 )
 def test_count_views(lines: list[str], expected: Views) -> None:
-    assert count_views(parse_mountinfo("".join(lines)), "0:45") == expected
+    assert count_views(parse_mountinfo("".join(lines)), OURS, "0:45") == expected
 
 
 KEY = (("memory", "/c"),)
@@ -165,11 +167,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def status_cmd(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONTAINERFS_RUN_DIR": str(run_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "containerfs", "status", *args],
+        [sys.executable, "-m", "containerfs", "status", "--run-dir", str(run_dir), *args],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,0 +1,134 @@
+"""`containerfs inject`, `oci-hook`, `lxc-hook` and `docker-args`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source, mounts_of
+from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
+from containerfs.inject.namespace import Outcome
+from containerfs.inject.plan import container_path, plan_attach
+from containerfs.inject.scan import containers_ready, namespaces_of
+from containerfs.inject.syscalls import MountApiMissing
+
+log = logging.getLogger("containerfs.inject")
+
+
+def _summary(outcomes: list[Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    failures = [o.summary for o in outcomes if o.failed]
+    text = ", ".join(f"{n} {what}" for what, n in counts.items())
+    return text + (f" ({'; '.join(failures)})" if failures else "")
+
+
+def _failed(outcomes: list[Outcome]) -> bool:
+    return any(o.failed for o in outcomes)
+
+
+def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
+    """Make every view present and live in the running container of pid."""
+    try:
+        own = namespaces_of(pid, proc_root)
+    except FileNotFoundError:
+        raise LookupError(f"no process {pid}") from None
+    if own.mnt == namespaces_of("self", proc_root).mnt:
+        raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
+    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views)
+    return carry_out(source, pid, steps, proc_root)
+
+
+def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, out: TextIO = sys.stdout) -> int:
+    try:
+        source = live_source(mountpoint)
+    except NotServing as err:
+        print(f"containerfs: {err}", file=sys.stderr)
+        return 1
+    targets = list(pids)
+    if every:
+        targets += [pid for pid in containers_ready(proc_root) if pid not in targets]
+    status = 0
+    for pid in targets:
+        try:
+            outcomes = inject_into(source, pid, proc_root)
+        except MountApiMissing as err:
+            print(f"containerfs: {err.strerror}", file=sys.stderr)
+            return 1
+        except (LookupError, OSError) as err:
+            print(f"containerfs: pid {pid}: {err}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"pid {pid}: {_summary(outcomes)}", file=out)
+        if _failed(outcomes):
+            status = 1
+    return status
+
+
+def _hook_logging(log_file: str | None) -> None:
+    # A runtime shows a hook's output only when the hook fails: a container that starts
+    # with host views must say so where operators look.
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    elif os.path.exists("/dev/log"):
+        from logging.handlers import SysLogHandler  # here: every container start pays for the imports
+
+        handlers.append(SysLogHandler("/dev/log"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def oci_hook(mountpoint: str, require_daemon: bool, proc_root: str, stdin: TextIO, log_file: str | None) -> int:
+    _hook_logging(log_file)
+    try:
+        state = parse_state(stdin.read())
+    except HookError as err:
+        log.error("%s", err)
+        return 1
+    pid = hook_process(state.pid)
+    return _attach_before_start(mountpoint, require_daemon, proc_root, state.id, pid, state.rootfs, state.opted_out)
+
+
+def lxc_hook(mountpoint: str, require_daemon: bool, proc_root: str, log_file: str | None) -> int:
+    _hook_logging(log_file)
+    rootfs = os.environ.get("LXC_ROOTFS_MOUNT")
+    if not rootfs:
+        log.error("LXC_ROOTFS_MOUNT is not set: run this as an lxc.hook.mount")
+        return 1
+    name = os.environ.get("LXC_NAME", "")
+    # LXC runs mount hooks inside the container's mount namespace.
+    return _attach_before_start(mountpoint, require_daemon, proc_root, name, "self", rootfs, False)
+
+
+def _attach_before_start(
+    mountpoint: str, require_daemon: bool, proc_root: str, name: str, pid: int | str, rootfs: str, opted_out: bool
+) -> int:
+    if opted_out:
+        log.info("container %s opted out (annotation): it keeps the host's files", name)
+        return 0
+    try:
+        source = live_source(mountpoint)
+        outcomes = attach_before_start(source, pid, rootfs, proc_root)
+    except (NotServing, OSError) as err:
+        if require_daemon:
+            log.error("container %s refused: %s", name, err)
+            return 1
+        log.warning("container %s starts with the host's files: %s", name, err)
+        return 0
+    log.info("container %s: %s", name, _summary(outcomes))
+    return 1 if require_daemon and _failed(outcomes) else 0
+
+
+def docker_args(mountpoint: str) -> str:
+    from containerfs.views.registry import VIEWS
+
+    mountpoint = os.path.abspath(mountpoint)
+    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in VIEWS)

@@ -1,0 +1,87 @@
+"""The OCI hook (prestart, createRuntime, createContainer) and the LXC mount hook.
+
+Both run before the container's pivot_root, so the views land under the rootfs path and
+are in place before the container's first process starts: runtimes such as the JVM and
+Go size their heaps and thread pools from /proc once, at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+from containerfs.inject.attach import ViewSource, carry_out, mounts_of
+from containerfs.inject.namespace import Outcome
+from containerfs.inject.plan import plan_attach
+
+# Set to "true" on a container (OCI annotation, Kubernetes pod annotation) to keep the
+# host's files in it.
+SKIP_ANNOTATION = "io.containerfs.skip"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class HookError(Exception):
+    pass
+
+
+class ContainerState(NamedTuple):
+    id: str
+    pid: int
+    rootfs: str
+    annotations: dict[str, str]
+
+    @property
+    def opted_out(self) -> bool:
+        return self.annotations.get(SKIP_ANNOTATION, "").strip().lower() in _TRUE
+
+
+def parse_state(text: str, read_config: Any = None) -> ContainerState:
+    """The OCI state JSON from stdin; the rootfs comes from the bundle's config.json."""
+    try:
+        state = json.loads(text)
+        pid = int(state["pid"])
+        bundle = str(state["bundle"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise HookError(f"not an OCI state on stdin ({err})") from err
+    load = read_config or _read_config
+    config = load(os.path.join(bundle, "config.json"))
+    root = config.get("root", {}).get("path", "rootfs")
+    rootfs = os.path.normpath(os.path.join(bundle, root))
+    annotations = {**config.get("annotations", {}), **(state.get("annotations") or {})}
+    return ContainerState(str(state.get("id", "")), pid, rootfs, annotations)
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            return dict(json.load(f))
+    except (OSError, ValueError) as err:
+        raise HookError(f"cannot read the bundle's config.json: {err}") from err
+
+
+def hook_process(state_pid: int) -> int | str:
+    """The process whose mount namespace gets the views.
+
+    prestart and createRuntime hooks run in the runtime's namespaces and get the
+    container's host pid.  A createContainer hook runs inside the container, which runc
+    reports by the pid its init has there: the hook's parent.  The hook then already is
+    in the right mount namespace.
+    """
+    return "self" if state_pid == os.getppid() else state_pid
+
+
+def rootfs_prefix(pid: int | str, rootfs: str, proc_root: str) -> str:
+    """Where the rootfs is in the namespace of pid: its path before pivot_root, "" after.
+
+    runc and crun bind the rootfs onto itself before pivot_root, so a mount there marks
+    a container that has not pivoted yet (every stage a hook runs at).
+    """
+    mounted = {mount.mountpoint for mount in mounts_of(pid, proc_root)}
+    return rootfs if os.path.realpath(rootfs) in mounted or rootfs in mounted else ""
+
+
+def attach_before_start(source: ViewSource, pid: int | str, rootfs: str, proc_root: str) -> list[Outcome]:
+    prefix = rootfs_prefix(pid, rootfs, proc_root)
+    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views, prefix)
+    return carry_out(source, pid, steps, proc_root)

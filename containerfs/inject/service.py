@@ -1,0 +1,169 @@
+"""The daemon's injection duties: heal at start, watch for new containers, detach at stop.
+
+They run in a thread once the filesystem serves (the views they bind are read through
+the daemon itself), and each namespace is entered from a forked child (namespace.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+from containerfs.fsread import read_text
+from containerfs.inject.attach import (
+    NotServing,
+    ViewSource,
+    carry_out,
+    dead_source,
+    host_roots,
+    live_source,
+    mounts_of,
+    root_mount,
+)
+from containerfs.inject.namespace import Outcome
+from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
+from containerfs.inject.policy import WatchPolicy
+from containerfs.inject.scan import container_namespaces, mount_namespaces
+from containerfs.procfs.process import parse_proc_cgroup
+
+log = logging.getLogger("containerfs.inject")
+
+
+def container_cgroup(cgroups: dict[str, str]) -> str:
+    """The cgroup path a policy matches: memory's on v1 and hybrid hosts, else the v2 one."""
+    for controller in ("memory", ""):
+        if controller in cgroups:
+            return cgroups[controller]
+    return next(iter(cgroups.values()), "")
+
+
+def record_path(state_dir: str, mountpoint: str) -> str:
+    """Where a stopping daemon lists the containers it took its views from."""
+    name = mountpoint.strip("/").replace("-", "\\x2d").replace("/", "-") or "-"
+    return os.path.join(state_dir, f"{name}.detached.json")
+
+
+class InjectionService:
+    def __init__(self, mountpoint: str, proc_root: str, state_dir: str, watch: WatchPolicy | None) -> None:
+        self.mountpoint = mountpoint
+        self.proc_root = proc_root
+        self.record = record_path(state_dir, mountpoint)
+        self.watch = watch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: set[str] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="injection", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            source = live_source(self.mountpoint)
+            self.heal(source)
+            while self.watch is not None and not self._stop.wait(self.watch.interval):
+                self.watch_once(source, self.watch)
+        except NotServing as err:
+            log.warning("injection stopped: %s", err)
+        except Exception:
+            # The views keep being served; only injection stops.
+            log.exception("injection failed")
+
+    def _apply(self, source: ViewSource, pid: int, steps: list, what: str) -> list[Outcome]:
+        try:
+            outcomes = carry_out(source, pid, steps, self.proc_root)
+        except OSError as err:
+            log.warning("%s in pid %d failed: %s", what, pid, err)
+            return []
+        for outcome in outcomes:
+            if outcome.failed:
+                log.warning("%s in pid %d: %s", what, pid, outcome.summary)
+        return outcomes
+
+    def heal(self, source: ViewSource) -> int:
+        """Replace stale views in every namespace, and give back views a clean stop took away."""
+        started = time.monotonic()
+        healed = 0
+        namespaces = mount_namespaces(self.proc_root)
+        for pid in namespaces.values():
+            try:
+                steps = plan_heal(mounts_of(pid, self.proc_root), source.source, source.dev)
+            except OSError:
+                continue  # exited while we looked
+            if steps:
+                healed += any(o.done for o in self._apply(source, pid, steps, "healing"))
+        for mntns, views in self._take_record().items():
+            member = namespaces.get(mntns)
+            if member is None:
+                continue  # that container is gone
+            try:
+                steps = plan_attach(mounts_of(member, self.proc_root), source.source, source.dev, views)
+            except OSError:
+                continue
+            healed += any(o.done for o in self._apply(source, member, steps, "re-injecting"))
+        log.info("healed views in %d containers in %.0f ms", healed, (time.monotonic() - started) * 1000)
+        return healed
+
+    def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
+        namespaces = container_namespaces(self.proc_root)
+        self._seen &= set(namespaces)
+        unpivoted = host_roots(self.proc_root)
+        for mntns, pid in namespaces.items():
+            if mntns in self._seen:
+                continue
+            try:
+                mounts = mounts_of(pid, self.proc_root)
+                cgroup = container_cgroup(parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup")))
+            except OSError:
+                continue
+            if root_mount(mounts) in unpivoted:
+                continue  # not pivoted into its rootfs yet: look again next time
+            self._seen.add(mntns)
+            if not policy.admits(cgroup):
+                continue
+            steps = plan_attach(mounts, source.source, source.dev, source.views)
+            outcomes = self._apply(source, pid, steps, "injecting")
+            attached = sum(o.done and o.step.action is not Action.KEEP for o in outcomes)
+            if attached:
+                log.info("injected %d views into %s (pid %d)", attached, cgroup, pid)
+
+    def detach_all(self) -> None:
+        """After a clean stop: take the views out of every container, and note where from.
+
+        A view of a stopped daemon fails every read with ENOTCONN; the container's own
+        file underneath serves host figures until the daemon is back and re-injects.
+        """
+        source = dead_source(self.mountpoint)
+        taken: dict[str, list[str]] = {}
+        for mntns, pid in mount_namespaces(self.proc_root).items():
+            try:
+                steps = plan_detach(mounts_of(pid, self.proc_root), source.source)
+            except OSError:
+                continue
+            if steps and any(o.done for o in self._apply(source, pid, steps, "detaching")):
+                taken[mntns] = sorted({step.view for step in steps})
+        if taken:
+            os.makedirs(os.path.dirname(self.record), mode=0o700, exist_ok=True)
+            with open(self.record, "w") as f:
+                json.dump(taken, f)
+            log.info("took the views out of %d containers until the daemon is back", len(taken))
+
+    def _take_record(self) -> dict[str, list[str]]:
+        try:
+            with open(self.record) as f:
+                taken = json.load(f)
+            os.unlink(self.record)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            log.warning("ignoring %s: %s", self.record, err)
+            return {}
+        return {str(k): [str(v) for v in views] for k, views in dict(taken).items()}
