@@ -9,6 +9,7 @@ import sys
 
 from containerfs.control import ControlError, NoDaemon, request, socket_path
 from containerfs.status.check import UNKNOWN, Thresholds, evaluate, render_check, render_unknown
+from containerfs.status.exporter import parse_listen, serve
 from containerfs.status.model import Status, status_from_json, to_json
 from containerfs.status.prometheus import render_down, render_prometheus
 from containerfs.status.render import render_table, select
@@ -24,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser, default_mountpoint: str, defa
     output.add_argument("--prometheus", action="store_true", help="print Prometheus text exposition")
     output.add_argument(
         "--check", action="store_true", help="monitoring check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        help="with --prometheus: serve /metrics over HTTP, asking the daemon at each scrape (host 127.0.0.1)",
     )
     parser.add_argument("--container", metavar="GLOB", help="only containers whose name, id or cgroup path matches")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (%(default)s)")
@@ -49,8 +55,26 @@ def _fetch(mountpoint: str, run_dir: str, timeout: float) -> Status:
     return status_from_json(answer.get("status"))
 
 
+def _scrape(mountpoint: str, run_dir: str, timeout: float, pattern: str | None) -> str:
+    try:
+        status = _fetch(mountpoint, run_dir, timeout)
+    except (ControlError, ValueError):
+        return render_down(mountpoint)
+    return render_prometheus(select(status, pattern) if pattern else status)
+
+
 def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
+    if args.listen is not None:
+        if not args.prometheus:
+            print("containerfs: --listen serves --prometheus output: add --prometheus", file=sys.stderr)
+            return 1
+        try:
+            address = parse_listen(args.listen)
+        except ValueError as err:
+            print(f"containerfs: {err}", file=sys.stderr)
+            return 1
+        return serve(address, lambda: _scrape(mountpoint, args.run_dir, args.timeout, args.container))
     thresholds = Thresholds(
         args.memory_warning, args.memory_critical, args.pids_warning, args.pids_critical, args.window
     )

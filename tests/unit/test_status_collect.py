@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from containerfs.control import ControlServer, socket_path
 from containerfs.core import ContainerFS, Options
 from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.status.collect import OomWatch, StatusCollector, count_views
+from containerfs.status.exporter import parse_listen
 from containerfs.status.model import Views
 from containerfs.views.registry import VIEWS
 
@@ -234,3 +237,56 @@ def test_status_with_a_socket_left_by_a_killed_daemon(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("containerfs: no daemon serves /nowhere: nothing listens on")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [("9500", ("127.0.0.1", 9500)), ("0.0.0.0:9500", ("0.0.0.0", 9500)), ("[::1]:9500", ("::1", 9500))],
+)
+def test_parse_listen(text: str, address: tuple[str, int]) -> None:
+    assert parse_listen(text) == address
+
+
+@pytest.mark.parametrize("text", ["", "host:", "host:http", "99999"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        parse_listen(text)
+
+
+def test_metrics_listener(tmp_path: Path) -> None:
+    run_dir, mountpoint = tmp_path / "run", "/srv/views"
+    collector = StatusCollector(make_fs(FIXTURES / "v2"), mountpoint, "3.14.0")
+    server = ControlServer(socket_path(mountpoint, str(run_dir)), collector.handle, peer_uid=os.getuid())
+    server.start()
+    argv = [sys.executable, "-m", "containerfs", "status", "--run-dir", str(run_dir), "--mountpoint", mountpoint]
+    listener = subprocess.Popen(
+        [*argv, "--prometheus", "--listen", "127.0.0.1:0"], cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert listener.stderr is not None
+        line = listener.stderr.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/metrics", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(1) + "/metrics", timeout=30) as answer:
+            assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            body = answer.read().decode()
+        assert 'containerfs_up{mountpoint="/srv/views"} 1' in body
+        assert re.search(r'^containerfs_container_memory_limit_bytes\{name="8d2f1c4b7a9e",.*\} 536870912$', body, re.M)
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url.group(1) + "/other", timeout=30)
+        server.stop()  # the daemon goes away: the listener keeps answering, up 0
+        with urllib.request.urlopen(url.group(1) + "/metrics", timeout=30) as answer:
+            assert 'containerfs_up{mountpoint="/srv/views"} 0' in answer.read().decode()
+        listener.terminate()
+        assert listener.wait(timeout=30) == 0
+        assert "Traceback" not in listener.stderr.read()
+    finally:
+        server.stop()
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
+def test_listen_needs_prometheus(tmp_path: Path) -> None:
+    result = status_cmd(tmp_path, "--mountpoint", "/x", "--listen", "9500")
+    assert result.returncode == 1 and "add --prometheus" in result.stderr
