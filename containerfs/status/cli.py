@@ -63,6 +63,17 @@ def _scrape(mountpoint: str, run_dir: str, timeout: float, pattern: str | None) 
     return render_prometheus(select(status, pattern) if pattern else status)
 
 
+def _fail(args: argparse.Namespace, mountpoint: str, reason: str) -> int:
+    """No status to show: one line, in the form the output mode's consumer expects."""
+    if args.check:
+        sys.stdout.write(render_unknown(reason))
+        return UNKNOWN
+    if args.prometheus:
+        sys.stdout.write(render_down(mountpoint))
+    print(f"containerfs: {reason}", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
     if args.listen is not None:
@@ -78,19 +89,14 @@ def run(args: argparse.Namespace) -> int:
     thresholds = Thresholds(
         args.memory_warning, args.memory_critical, args.pids_warning, args.pids_critical, args.window
     )
+    if thresholds.memory_warning > thresholds.memory_critical or thresholds.pids_warning > thresholds.pids_critical:
+        return _fail(args, mountpoint, "a warning threshold is above its critical one")
     try:
-        if thresholds.memory_warning > thresholds.memory_critical or thresholds.pids_warning > thresholds.pids_critical:
-            raise ValueError("a warning threshold is above its critical one")
         status = _fetch(mountpoint, args.run_dir, args.timeout)
+    except NoDaemon as err:
+        return _fail(args, mountpoint, f"no daemon serves {mountpoint}: {err}")
     except (ControlError, ValueError) as err:
-        reason = f"no daemon serves {mountpoint}: {err}" if isinstance(err, NoDaemon) else f"{mountpoint}: {err}"
-        if args.check:
-            sys.stdout.write(render_unknown(reason))
-            return UNKNOWN
-        if args.prometheus:
-            sys.stdout.write(render_down(mountpoint))
-        print(f"containerfs: {reason}", file=sys.stderr)
-        return 1
+        return _fail(args, mountpoint, f"{mountpoint}: {err}")
     if args.container:
         status = select(status, args.container)
     if args.json:
