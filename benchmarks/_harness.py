@@ -193,7 +193,9 @@ class ContainerfsDaemon(Daemon):
     def argv(self) -> list[str]:
         if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
             return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
-        return [sys.executable, "-m", "containerfs", "mount", "-f", *self.extra_args, str(self.mountpoint)]
+        # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
+        run_dir = ["--run-dir", str(self.workdir / "run")] if "--run-dir" not in self.extra_args else []
+        return [sys.executable, "-m", "containerfs", "mount", "-f", *run_dir, *self.extra_args, str(self.mountpoint)]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

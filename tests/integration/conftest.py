@@ -70,6 +70,8 @@ def start_containerfs(request, tmp_path):
         n = len(daemons)
         mp = Path(mountpoint) if mountpoint else tmp_path / f"containerfs{n}"
         log_path = tmp_path / f"containerfs{n}.log"
+        if "--run-dir" not in extra:  # never the host's /run/containerfs: nothing left behind
+            extra = ("--run-dir", str(tmp_path / "run"), *extra)
         d = FuseDaemon("containerfs", containerfs_argv(mp, *extra), mp, log_path)
         attach_log(request, f"containerfs daemon log ({mp})", log_path, d)
         daemons.append(d)
