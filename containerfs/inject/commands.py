@@ -12,7 +12,7 @@ from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_so
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
-from containerfs.inject.scan import containers_ready, namespaces_of
+from containerfs.inject.scan import namespaces_of, ready_containers
 from containerfs.inject.syscalls import MountApiMissing
 
 log = logging.getLogger("containerfs.inject")
@@ -51,7 +51,7 @@ def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, ou
         return 1
     targets = list(pids)
     if every:
-        targets += [pid for pid in containers_ready(proc_root) if pid not in targets]
+        targets += [c.init_pid for c in ready_containers(proc_root) if c.init_pid not in targets]
     status = 0
     for pid in targets:
         try:

@@ -1,11 +1,13 @@
-"""The host's mount namespaces, each with one process in it, from one /proc scan."""
+"""Where views can go: every mount namespace (healing, detaching) or every container."""
 
 from __future__ import annotations
 
 import os
 from typing import NamedTuple
 
+from containerfs.containers import ContainerRecord, discover
 from containerfs.inject.attach import host_roots, mounts_of, root_mount
+from containerfs.resolve import Resolver
 
 
 class Namespaces(NamedTuple):
@@ -28,31 +30,18 @@ def mount_namespaces(proc_root: str) -> dict[str, int]:
     return found
 
 
-def containers_ready(proc_root: str) -> list[int]:
-    """One process per container that has pivoted into its rootfs (see host_roots)."""
+def ready_containers(proc_root: str, resolver: Resolver | None = None) -> list[ContainerRecord]:
+    """The running containers (containers.discover) that have pivoted into their rootfs.
+
+    One still being created has the runtime's root (host_roots), and its /proc there is
+    the host's: views bound then would be left behind by its pivot_root.
+    """
     unpivoted = host_roots(proc_root)
     ready = []
-    for pid in container_namespaces(proc_root).values():
+    for record in discover(proc_root, resolver):
         try:
-            if root_mount(mounts_of(pid, proc_root)) not in unpivoted:
-                ready.append(pid)
+            if root_mount(mounts_of(record.init_pid, proc_root)) not in unpivoted:
+                ready.append(record)
         except OSError:
             continue  # exited while we looked
     return ready
-
-
-def container_namespaces(proc_root: str) -> dict[str, int]:
-    """Like mount_namespaces, only those whose process is also in a pid namespace of its own.
-
-    Both namespaces mark a container; a mount namespace alone is also what systemd
-    services with PrivateTmp= and similar sandboxes have.
-    """
-    host = namespaces_of("self", proc_root)
-    found = {}
-    for mntns, pid in mount_namespaces(proc_root).items():
-        try:
-            if mntns != host.mnt and os.readlink(f"{proc_root}/{pid}/ns/pid") != host.pid:
-                found[mntns] = pid
-        except OSError:
-            continue
-    return found

@@ -12,32 +12,21 @@ import os
 import threading
 import time
 
-from containerfs.fsread import read_text
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
     carry_out,
     dead_source,
-    host_roots,
     live_source,
     mounts_of,
-    root_mount,
 )
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
-from containerfs.inject.scan import container_namespaces, mount_namespaces
-from containerfs.procfs.process import parse_proc_cgroup
+from containerfs.inject.scan import mount_namespaces, ready_containers
+from containerfs.resolve import Resolver
 
 log = logging.getLogger("containerfs.inject")
-
-
-def container_cgroup(cgroups: dict[str, str]) -> str:
-    """The cgroup path a policy matches: memory's on v1 and hybrid hosts, else the v2 one."""
-    for controller in ("memory", ""):
-        if controller in cgroups:
-            return cgroups[controller]
-    return next(iter(cgroups.values()), "")
 
 
 def record_path(state_dir: str, mountpoint: str) -> str:
@@ -54,7 +43,9 @@ class InjectionService:
         self.watch = watch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._seen: set[str] = set()
+        self._seen: set[str] = set()  # mount namespaces already looked at
+        # Kept between passes: it remembers each pid namespace's init.
+        self._resolver = Resolver(proc_root)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="injection", daemon=True)
@@ -113,27 +104,29 @@ class InjectionService:
         return healed
 
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
-        namespaces = container_namespaces(self.proc_root)
-        self._seen &= set(namespaces)
-        unpivoted = host_roots(self.proc_root)
-        for mntns, pid in namespaces.items():
-            if mntns in self._seen:
+        containers = ready_containers(self.proc_root, self._resolver)
+        self._seen &= {c.mnt_ns for c in containers}
+        for container in containers:
+            if container.mnt_ns in self._seen:
+                continue
+            self._seen.add(container.mnt_ns)
+            if not policy.admits(container.cgroup):
                 continue
             try:
-                mounts = mounts_of(pid, self.proc_root)
-                cgroup = container_cgroup(parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup")))
+                mounts = mounts_of(container.init_pid, self.proc_root)
             except OSError:
                 continue
-            if root_mount(mounts) in unpivoted:
-                continue  # not pivoted into its rootfs yet: look again next time
-            self._seen.add(mntns)
-            if not policy.admits(cgroup):
-                continue
             steps = plan_attach(mounts, source.source, source.dev, source.views)
-            outcomes = self._apply(source, pid, steps, "injecting")
+            outcomes = self._apply(source, container.init_pid, steps, "injecting")
             attached = sum(o.done and o.step.action is not Action.KEEP for o in outcomes)
             if attached:
-                log.info("injected %d views into %s (pid %d)", attached, cgroup, pid)
+                log.info(
+                    "injected %d views into %s %s (pid %d)",
+                    attached,
+                    container.kind,
+                    container.name,
+                    container.init_pid,
+                )
 
     def detach_all(self) -> None:
         """After a clean stop: take the views out of every container, and note where from.

@@ -121,6 +121,15 @@ def test_inject_into_a_running_container_is_idempotent(containerfs_mount, runc_c
     assert memtotal(c) == LIMIT
 
 
+def test_inject_all_finds_every_running_container(containerfs_mount, runc_container):
+    containers = [runc_container(memory=LIMIT, name=f"all{i}") for i in range(2)]
+    result = cfs("inject", "--all", "--mountpoint", containerfs_mount.mountpoint)
+    assert result.returncode == 0, result.stderr
+    for c in containers:
+        assert f"pid {c.pid}: 8 attached\n" in result.stdout
+        assert memtotal(c) == LIMIT
+
+
 @pytest.mark.parametrize(
     ("pid", "message"),
     [

@@ -13,7 +13,7 @@ from containerfs.inject.commands import docker_args
 from containerfs.inject.hook import HookError, hook_process, parse_state, rootfs_prefix
 from containerfs.inject.plan import Action, Step, container_path, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
-from containerfs.inject.service import container_cgroup, record_path
+from containerfs.inject.service import record_path
 from containerfs.mounttable import mount_source
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.views.registry import VIEWS
@@ -184,19 +184,6 @@ def test_watch_policy(policy: WatchPolicy, cgroup: str, admitted: bool) -> None:
 
 def test_default_exclude_is_user_sessions() -> None:
     assert DEFAULT_EXCLUDE == ("/user.slice", "/user.slice/*")
-
-
-@pytest.mark.parametrize(
-    ("cgroups", "expected"),
-    [
-        ({"memory": "/docker/a", "": "/", "cpu": "/x"}, "/docker/a"),
-        ({"": "/kubepods.slice/p"}, "/kubepods.slice/p"),
-        ({"pids": "/lxc/c1"}, "/lxc/c1"),
-        ({}, ""),
-    ],
-)
-def test_container_cgroup(cgroups: dict[str, str], expected: str) -> None:
-    assert container_cgroup(cgroups) == expected
 
 
 @pytest.mark.parametrize(
