@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 sys.path.insert(0, str(REPO_ROOT))
 from cfs_harness import PREFIX, SESSION, ContainerFactory
 
-from containerfs.inject.scan import container_namespaces
+from containerfs.containers import discover
 
 MIB = 1024 * 1024
 
@@ -175,7 +175,7 @@ def bench_watcher(work: Path, factory: ContainerFactory, n: int) -> None:
         scans = []
         for _ in range(50):
             started = time.perf_counter()
-            found = container_namespaces("/proc")
+            found = discover("/proc")
             scans.append(time.perf_counter() - started)
         print(
             f"watcher (1 s interval): views live {statistics.median(delays) * 1000:.0f} ms median "

@@ -9,7 +9,6 @@ import sys
 
 from containerfs.control import ControlError, NoDaemon, request, socket_path
 from containerfs.status.check import UNKNOWN, Thresholds, evaluate, render_check, render_unknown
-from containerfs.status.exporter import parse_listen, serve
 from containerfs.status.model import Status, status_from_json, to_json
 from containerfs.status.prometheus import render_down, render_prometheus
 from containerfs.status.render import render_table, select
@@ -77,6 +76,10 @@ def _fail(args: argparse.Namespace, mountpoint: str, reason: str) -> int:
 def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
     if args.listen is not None:
+        # http.server is imported only here: every containerfs command, the OCI hook run
+        # at each container start among them, would pay 20 ms for it.
+        from containerfs.status.exporter import parse_listen, serve
+
         if not args.prometheus:
             print("containerfs: --listen serves --prometheus output: add --prometheus", file=sys.stderr)
             return 1
