@@ -10,12 +10,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
+import signal
+import time
 from typing import NamedTuple
 
 from containerfs.inject import syscalls
 from containerfs.inject.plan import Action, Step
 
 ABSENT = "absent in the container"
+CHILD_TIMEOUT_SECONDS = 10.0
 
 
 class Outcome(NamedTuple):
@@ -74,11 +78,25 @@ def apply_step(step: Step, tree_fd: int | None) -> Outcome:
     return Outcome(step, True)
 
 
+def _read_until_eof(fd: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def needs_tree(step: Step) -> bool:
     return step.action in (Action.ATTACH, Action.REPLACE)
 
 
-def apply_in_namespace(mntns_fd: int, steps: list[Step], trees: dict[int, int]) -> list[Outcome]:
+def apply_in_namespace(
+    mntns_fd: int, steps: list[Step], trees: dict[int, int], timeout: float = CHILD_TIMEOUT_SECONDS
+) -> list[Outcome]:
     """Enter the namespace behind mntns_fd in a child and apply steps.
 
     trees maps a step's index to its detached mount fd (opened with open_tree).
@@ -98,12 +116,17 @@ def apply_in_namespace(mntns_fd: int, steps: list[Step], trees: dict[int, int]) 
         finally:
             os._exit(status)
     os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(child, 0)
-    reply = json.loads(b"".join(chunks) or b'"no reply from the child"')
+    try:
+        reply_bytes = _read_until_eof(read_end, time.monotonic() + timeout)
+    except TimeoutError:
+        # A path in the container that never answers (a hung FUSE or NFS mount there)
+        # must not stall the daemon's injection thread for good.
+        os.kill(child, signal.SIGKILL)
+        raise OSError(errno.ETIMEDOUT, f"the container's mount namespace did not answer within {timeout:g}s") from None
+    finally:
+        os.close(read_end)
+        os.waitpid(child, 0)
+    reply = json.loads(reply_bytes or b'"no reply from the child"')
     if isinstance(reply, str):
         raise OSError(errno.EPERM, f"entering the mount namespace failed: {reply}")
     return [Outcome(step, done, error) for step, (done, error) in zip(steps, reply)]

@@ -246,3 +246,28 @@ def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["MemTotal:", str(LIMIT // 1024), "kB"]
     assert "container c1: 8 attached" in result.stderr
+
+
+def test_a_namespace_that_hangs_does_not_stall_injection(start_containerfs):
+    """A target behind a FUSE daemon that never answers: the child is killed, an error returned."""
+    import signal
+
+    from containerfs.inject import syscalls
+    from containerfs.inject.namespace import apply_in_namespace
+    from containerfs.inject.plan import Action, Step
+
+    serving = start_containerfs()
+    frozen = start_containerfs()
+    os.kill(frozen.proc.pid, signal.SIGSTOP)
+    tree = syscalls.open_tree(str(serving.path("proc/meminfo")))
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    try:
+        step = Step("proc/meminfo", str(frozen.path("proc/never-looked-up/meminfo")), Action.ATTACH)
+        started = time.monotonic()
+        with pytest.raises(OSError, match="did not answer within 1s"):
+            apply_in_namespace(own, [step], {0: tree}, timeout=1.0)
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(own)
+        os.close(tree)
+        os.kill(frozen.proc.pid, signal.SIGCONT)
