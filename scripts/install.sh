@@ -1,9 +1,13 @@
 #!/bin/sh
 # Install containerfs on a Debian/Ubuntu (apt) or RHEL/Fedora (dnf) host and mount it.
 # Run as root from a checkout:  ./scripts/install.sh [MOUNTPOINT]
+# Run it again after an update: it restarts the daemon, and containers get their views back.
+# CONTAINERFS_OPTIONS: options for `containerfs mount` (default --watch: every container
+# gets the views, as with the packaged systemd unit).
 set -eu
 cd "$(dirname "$0")/.."
 MOUNTPOINT=${1:-/var/lib/containerfs}
+OPTIONS=${CONTAINERFS_OPTIONS---watch}
 PREFIX=/opt/containerfs
 
 if command -v apt-get >/dev/null 2>&1; then
@@ -22,6 +26,17 @@ python3 -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q .
 ln -sf "$PREFIX/bin/containerfs" /usr/local/bin/containerfs
 
-containerfs mount "$MOUNTPOINT"
-echo "containerfs is serving $MOUNTPOINT:"
+# A daemon from an earlier install: stop it, and wait until it has taken its views out of
+# the containers and noted them, so that the new one puts them back.
+OLD=$(containerfs status --json --mountpoint "$MOUNTPOINT" 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["daemon"]["pid"])' 2>/dev/null || true)
+if [ -n "$OLD" ]; then
+    echo "install.sh: restarting the daemon (pid $OLD) on $MOUNTPOINT"
+    containerfs umount "$MOUNTPOINT"
+    while kill -0 "$OLD" 2>/dev/null; do sleep 0.1; done
+fi
+
+# shellcheck disable=SC2086  # OPTIONS holds several words
+containerfs mount $OPTIONS "$MOUNTPOINT"
+echo "containerfs is serving $MOUNTPOINT (options: ${OPTIONS:-none}):"
 ls "$MOUNTPOINT/proc"
