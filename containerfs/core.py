@@ -1,13 +1,14 @@
-"""The filesystem without FUSE: a tree of views, per-handle snapshots, host fallback.
+"""The filesystem without FUSE: a tree of views, per-reader snapshots, host fallback.
 
-A read at offset 0 renders fresh content for the reading process and keeps it with the
-handle; later offsets are served from that snapshot, so a file read in small chunks is
-consistent and a reader that re-reads at offset 0 (top) sees live values.
+A read at offset 0 renders fresh content for the reading thread and keeps it; later
+offsets are served from that snapshot until the read at the end, so a file read in small
+chunks is consistent and a reader that re-reads at offset 0 (top) sees live values.
+Snapshots are kept per reading thread and file rather than per open file: then the core
+needs no open or release, and libfuse answers those requests without calling Python.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from time import perf_counter_ns
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
 from containerfs.cgroup.reader import CgroupReader
-from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.errors import IsADirectory, NotFound
 from containerfs.fsread import FileCache
 from containerfs.host import HostFiles
 from containerfs.latency import LatencyHistogram
@@ -37,12 +38,8 @@ class Options(NamedTuple):
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
-class _Handle:
-    __slots__ = ("snapshot", "view")
-
-    def __init__(self, view: View) -> None:
-        self.view = view
-        self.snapshot: bytes | None = None
+# Readers that stop before the end leave their snapshot behind; the oldest go first.
+MAX_SNAPSHOTS = 4096
 
 
 class ContainerFS:
@@ -60,8 +57,7 @@ class ContainerFS:
         # Time spent rendering a read at offset 0, the one that computes content.
         self.latency = LatencyHistogram()
         self._errors = RateLimitedLog(log)
-        self._handles: dict[int, _Handle] = {}
-        self._handle_ids = itertools.count(1)
+        self._snapshots: dict[tuple[int, str], bytes] = {}
         self._directories = directories()
 
     # -- tree ------------------------------------------------------------------------
@@ -96,28 +92,23 @@ class ContainerFS:
 
     # -- files -----------------------------------------------------------------------
 
-    def open(self, path: str, writing: bool) -> int:
-        if self.is_dir(path):
-            raise IsADirectory(path)
-        if writing:
-            raise ReadOnly(path)
-        # The adapter's loop is single-threaded; dict updates are atomic regardless.
-        handle_id = next(self._handle_ids)
-        self._handles[handle_id] = _Handle(VIEWS[self._key(path)])
-        return handle_id
-
-    def read(self, handle_id: int, size: int, offset: int, pid: int) -> bytes:
-        handle = self._handles.get(handle_id)
-        if handle is None:
-            raise BadHandle(handle_id)
-        if offset == 0 or handle.snapshot is None:
+    def read(self, path: str, size: int, offset: int, pid: int) -> bytes:
+        """size bytes at offset of what thread pid reads at path."""
+        key = (pid, path)
+        snapshot = self._snapshots.get(key)
+        if offset == 0 or snapshot is None:
+            if self.is_dir(path):
+                raise IsADirectory(path)
             started = perf_counter_ns()
-            handle.snapshot = self.render(handle.view, pid)
+            snapshot = self.render(VIEWS[self._key(path)], pid)
             self.latency.record(perf_counter_ns() - started)
-        return handle.snapshot[offset : offset + size]
-
-    def release(self, handle_id: int) -> None:
-        self._handles.pop(handle_id, None)
+            self._snapshots.pop(key, None)  # re-inserted last: the newest
+            if len(self._snapshots) >= MAX_SNAPSHOTS:
+                del self._snapshots[next(iter(self._snapshots))]
+            self._snapshots[key] = snapshot
+        if offset >= len(snapshot):
+            del self._snapshots[key]  # the read at the end: this reader is done
+        return snapshot[offset : offset + size]
 
     def render_path(self, path: str, pid: int) -> bytes:
         if self.is_dir(path):

@@ -5,13 +5,5 @@ class NotFound(LookupError):
     """No such file or directory in the mount."""
 
 
-class ReadOnly(PermissionError):
-    """The mount is read-only: writes, creates, renames and mode changes are refused."""
-
-
 class IsADirectory(IsADirectoryError):
     pass
-
-
-class BadHandle(LookupError):
-    """A file handle the core never issued or already released."""

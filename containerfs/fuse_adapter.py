@@ -3,7 +3,11 @@
 Every kernel round trip costs more than computing a small view, so the adapter avoids
 the ones it can: long entry/attr/negative timeouts (the tree never changes) and no flush
 handler (answered ENOSYS once, then the kernel stops sending it).  A read is then OPEN,
-READ, READ at EOF and RELEASE; lxcfs needs seven requests.
+READ, READ at EOF and RELEASE; lxcfs needs seven requests.  No open or release handler
+either: libfuse answers those itself, so only the two READs call Python (measured with
+the views' computation taken out: 139 instead of 185 us of daemon CPU per read, 1.14x
+instead of 0.88x lxcfs's reads/s with one reader).  Writes never arrive: the mount is
+read-only, so the kernel refuses them with EROFS.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 import mfusepy
 
 from containerfs.core import ContainerFS
-from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.errors import IsADirectory, NotFound
 from containerfs.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
-_ERRNO = {NotFound: errno.ENOENT, ReadOnly: errno.EROFS, IsADirectory: errno.EISDIR, BadHandle: errno.EBADF}
+_ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR}
 _CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0
@@ -94,17 +98,8 @@ class FuseAdapter:
         return [".", "..", *self._fs.listdir(path)]
 
     @_errors_to_errno
-    def open(self, path: str, flags: int) -> int:
-        return self._fs.open(path, writing=(flags & os.O_ACCMODE) != os.O_RDONLY)
-
-    @_errors_to_errno
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return self._fs.read(fh, size, offset, mfusepy.fuse_get_context()[2])
-
-    @_errors_to_errno
-    def release(self, path: str | None, fh: int) -> int:
-        self._fs.release(fh)
-        return 0
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        return self._fs.read(path, size, offset, mfusepy.fuse_get_context()[2])
 
 
 class Service(Protocol):

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 import containerfs.views
-from containerfs.core import ContainerFS, Options
-from containerfs.errors import BadHandle, IsADirectory, NotFound, ReadOnly
+from containerfs.core import MAX_SNAPSHOTS, ContainerFS, Options
+from containerfs.errors import IsADirectory, NotFound
 from containerfs.views.registry import VIEWS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEB_INIT = 2000  # the "web" container's init in every fixture host (see SCENARIO.md)
 HOST_SHELL = 1100
+WEB_EXEC = 2002  # `docker exec` into web: the same container, another reader
 
 
 def test_every_view_module_is_registered() -> None:
@@ -68,41 +69,56 @@ def test_tree() -> None:
         fs.listdir("/proc/meminfo")
 
 
-def test_open_errors() -> None:
+def test_read_errors() -> None:
     fs = make_fs(FIXTURES / "v2")
-    with pytest.raises(ReadOnly):
-        fs.open("/proc/meminfo", writing=True)
     with pytest.raises(NotFound):
-        fs.open("/proc/nope", writing=False)
+        fs.read("/proc/nope", 10, 0, WEB_INIT)
     with pytest.raises(IsADirectory):
-        fs.open("/proc", writing=False)
-    with pytest.raises(BadHandle):
-        fs.read(12345, 10, 0, WEB_INIT)
+        fs.read("/proc", 10, 0, WEB_INIT)
+
+
+def _read_rest(fs: ContainerFS, first: bytes, pid: int, chunk_size: int = 7) -> bytes:
+    whole = first
+    while chunk := fs.read("/proc/meminfo", chunk_size, len(whole), pid):
+        whole += chunk
+    return whole
 
 
 def test_offset_zero_renders_fresh_later_offsets_use_the_snapshot(host_copy: Path) -> None:
     fs = make_fs(host_copy)
     current = web_cgroup(host_copy) / "memory.current"
-    handle = fs.open("/proc/meminfo", writing=False)
-    first = fs.read(handle, 7, 0, WEB_INIT)
+    expected = fs.render_path("/proc/meminfo", WEB_INIT)
+    first = fs.read("/proc/meminfo", 7, 0, WEB_INIT)
     # The container's usage changes between two chunks of one read...
     before = int(current.read_text())
     current.write_text(f"{before + 100 * 1024 * 1024}\n")
-    rest = b""
-    while chunk := fs.read(handle, 7, len(first) + len(rest), WEB_INIT):
-        rest += chunk
-    whole = first + rest
     # ... yet the chunks form one consistent file: the snapshot taken at offset 0.
-    assert whole == fs.render_path("/proc/meminfo", WEB_INIT) or meminfo_value(whole, "MemFree") != meminfo_value(
-        fs.render_path("/proc/meminfo", WEB_INIT), "MemFree"
-    )
-    assert whole.endswith(b"\n") and meminfo_value(whole, "MemTotal") == 524288
-    # A re-read at offset 0 on the same handle (what top does) sees the new usage.
-    again = fs.read(handle, 1 << 16, 0, WEB_INIT)
+    whole = _read_rest(fs, first, WEB_INIT)
+    assert whole == expected
+    # A re-read at offset 0 (what top does) sees the new usage.
+    again = fs.read("/proc/meminfo", 1 << 16, 0, WEB_INIT)
     assert meminfo_value(whole, "MemFree") - meminfo_value(again, "MemFree") == 100 * 1024
-    fs.release(handle)
-    with pytest.raises(BadHandle):
-        fs.read(handle, 10, 0, WEB_INIT)
+
+
+def test_snapshots_are_per_reader_and_end_with_the_read_at_the_end(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    current = web_cgroup(host_copy) / "memory.current"
+    old = fs.render_path("/proc/meminfo", WEB_INIT)
+    first = fs.read("/proc/meminfo", 7, 0, WEB_INIT)
+    current.write_text(f"{int(current.read_text()) + 100 * 1024 * 1024}\n")
+    new = fs.render_path("/proc/meminfo", WEB_INIT)
+    # Another reading thread in the same container starts late: its own, fresh content.
+    assert fs.read("/proc/meminfo", 7, 7, WEB_EXEC) == new[7:14]
+    assert _read_rest(fs, first, WEB_INIT) == old
+    # The read at the end dropped the snapshot: a later offset renders anew.
+    assert fs.read("/proc/meminfo", 7, 7, WEB_INIT) == new[7:14]
+
+
+def test_snapshots_of_readers_that_stop_early_are_bounded() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    for tid in range(MAX_SNAPSHOTS + 10):
+        fs.read("/proc/uptime", 1, 0, 10_000_000 + tid)  # host readers: pids the fixture lacks
+    assert len(fs._snapshots) == MAX_SNAPSHOTS
 
 
 def test_host_reader_gets_host_file() -> None:
