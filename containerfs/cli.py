@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from containerfs import __version__
 from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
-from containerfs.status import cli as status_cli
+from containerfs.status.options import add_arguments as add_status_arguments
 
 if TYPE_CHECKING:
     from containerfs.core import Options
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_roots(show)
 
     status = commands.add_parser("status", help="the daemon and every container: usage, limits, alerts, metrics")
-    status_cli.add_arguments(status, DEFAULT_MOUNTPOINT, DEFAULT_RUN_DIR)
+    add_status_arguments(status, DEFAULT_MOUNTPOINT, DEFAULT_RUN_DIR)
     return parser
 
 
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("inject", "oci-hook", "lxc-hook", "docker-args"):
         return _injection(args)
     if args.command == "status":
+        from containerfs.status import cli as status_cli
+
         return status_cli.run(args)
     # The FUSE binding is imported only by the commands that need it.
     from containerfs import mount

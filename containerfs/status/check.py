@@ -10,18 +10,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from containerfs.status.model import Status
+from containerfs.status.options import Thresholds
 from containerfs.status.render import human_bytes, human_duration
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
-
-
-class Thresholds(NamedTuple):
-    memory_warning: float = 80.0  # percent of the memory limit in use (working set)
-    memory_critical: float = 95.0
-    pids_warning: float = 80.0  # percent of pids.max
-    pids_critical: float = 95.0
-    window_seconds: float = 900.0  # OOM kills and daemon errors this recent are alerts
 
 
 class Problem(NamedTuple):
