@@ -11,7 +11,9 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
+from containerfs.fsread import read_text
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
@@ -21,12 +23,22 @@ from containerfs.inject.attach import (
     mounts_of,
 )
 from containerfs.inject.namespace import Outcome
-from containerfs.inject.plan import Action, plan_attach, plan_detach, plan_heal
+from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import mount_namespaces, ready_containers
+from containerfs.procfs.process import parse_proc_stat
 from containerfs.resolve import Resolver
 
 log = logging.getLogger("containerfs.inject")
+
+
+class Taken(NamedTuple):
+    """A container a clean stop took the views from, recorded for the next daemon."""
+
+    pid: int
+    mnt_ns: str
+    started: int  # clock ticks after boot
+    views: list[str]
 
 
 def record_path(state_dir: str, mountpoint: str) -> str:
@@ -68,7 +80,7 @@ class InjectionService:
             # The views keep being served; only injection stops.
             log.exception("injection failed")
 
-    def _apply(self, source: ViewSource, pid: int, steps: list, what: str) -> list[Outcome]:
+    def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
             outcomes = carry_out(source, pid, steps, self.proc_root)
         except OSError as err:
@@ -91,15 +103,14 @@ class InjectionService:
                 continue  # exited while we looked
             if steps:
                 healed += any(o.done for o in self._apply(source, pid, steps, "healing"))
-        for mntns, views in self._take_record().items():
-            member = namespaces.get(mntns)
-            if member is None:
-                continue  # that container is gone
+        for taken in self._take_record():
             try:
-                steps = plan_attach(mounts_of(member, self.proc_root), source.source, source.dev, views)
-            except OSError:
+                if self._identity(taken.pid) != (taken.mnt_ns, taken.started):
+                    continue  # that container is gone (a namespace number may have been reused)
+                steps = plan_attach(mounts_of(taken.pid, self.proc_root), source.source, source.dev, taken.views)
+            except (OSError, ValueError):
                 continue
-            healed += any(o.done for o in self._apply(source, member, steps, "re-injecting"))
+            healed += any(o.done for o in self._apply(source, taken.pid, steps, "re-injecting"))
         log.info("healed views in %d containers in %.0f ms", healed, (time.monotonic() - started) * 1000)
         return healed
 
@@ -135,28 +146,36 @@ class InjectionService:
         file underneath serves host figures until the daemon is back and re-injects.
         """
         source = dead_source(self.mountpoint)
-        taken: dict[str, list[str]] = {}
-        for mntns, pid in mount_namespaces(self.proc_root).items():
+        taken: list[Taken] = []
+        for pid in mount_namespaces(self.proc_root).values():
             try:
                 steps = plan_detach(mounts_of(pid, self.proc_root), source.source)
-            except OSError:
+                identity = self._identity(pid)
+            except (OSError, ValueError):
                 continue
             if steps and any(o.done for o in self._apply(source, pid, steps, "detaching")):
-                taken[mntns] = sorted({step.view for step in steps})
+                taken.append(Taken(pid, *identity, sorted({step.view for step in steps})))
         if taken:
             os.makedirs(os.path.dirname(self.record), mode=0o700, exist_ok=True)
             with open(self.record, "w") as f:
-                json.dump(taken, f)
+                json.dump([t._asdict() for t in taken], f)
             log.info("took the views out of %d containers until the daemon is back", len(taken))
 
-    def _take_record(self) -> dict[str, list[str]]:
+    def _identity(self, pid: int) -> tuple[str, int]:
+        """A process's mount namespace and start time: together they name one container."""
+        mntns = os.readlink(f"{self.proc_root}/{pid}/ns/mnt")
+        return mntns, parse_proc_stat(read_text(f"{self.proc_root}/{pid}/stat")).starttime
+
+    def _take_record(self) -> list[Taken]:
         try:
-            with open(self.record) as f:
-                taken = json.load(f)
-            os.unlink(self.record)
+            text = read_text(self.record)
+            os.unlink(self.record)  # read once: a bad record must not haunt every start
+            entries = json.loads(text)
+            return [
+                Taken(int(e["pid"]), str(e["mnt_ns"]), int(e["started"]), [str(v) for v in e["views"]]) for e in entries
+            ]
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as err:
+            return []
+        except (OSError, ValueError, TypeError, KeyError) as err:
             log.warning("ignoring %s: %s", self.record, err)
-            return {}
-        return {str(k): [str(v) for v in views] for k, views in dict(taken).items()}
+            return []

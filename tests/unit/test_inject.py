@@ -239,3 +239,22 @@ def test_enosys_means_the_kernel_lacks_the_mount_api() -> None:
     assert ctypes.get_errno() == errno.ENOSYS
     with pytest.raises(syscalls.MountApiMissing, match=r"Linux >= 5\.2"):
         syscalls._check(result, "open_tree")
+
+
+@pytest.mark.parametrize("content", ["not json", "[{}]", '{"a": 1}', '[{"pid": "x"}]'])
+def test_a_damaged_clean_stop_record_is_ignored_once(tmp_path: Path, content: str) -> None:
+    from containerfs.inject.service import InjectionService
+
+    service = InjectionService("/var/lib/containerfs", "/proc", str(tmp_path), None)
+    Path(service.record).write_text(content)
+    assert service._take_record() == []
+    assert not Path(service.record).exists()
+
+
+def test_clean_stop_record_round_trip(tmp_path: Path) -> None:
+    from containerfs.inject.service import InjectionService, Taken
+
+    service = InjectionService("/var/lib/containerfs", "/proc", str(tmp_path), None)
+    entry = Taken(42, "mnt:[4026532298]", 123456, ["proc/meminfo", "proc/stat"])
+    Path(service.record).write_text(json.dumps([entry._asdict()]))
+    assert service._take_record() == [entry]
