@@ -23,6 +23,7 @@ from containerfs.latency import LatencyHistogram
 from containerfs.ratelimit import RateLimitedLog
 from containerfs.resolve import Resolver
 from containerfs.sampler import LoadSampler
+from containerfs.snapshots import Snapshots
 from containerfs.state import StateRegistry
 from containerfs.stats import Stats
 from containerfs.views.base import View, ViewContext
@@ -36,10 +37,6 @@ class Options(NamedTuple):
     sys_root: str = "/sys"
     cgroup_root: str = "/sys/fs/cgroup"
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
-
-
-# Readers that stop before the end leave their snapshot behind; the oldest go first.
-MAX_SNAPSHOTS = 4096
 
 
 class ContainerFS:
@@ -57,7 +54,7 @@ class ContainerFS:
         # Time spent rendering a read at offset 0, the one that computes content.
         self.latency = LatencyHistogram()
         self._errors = RateLimitedLog(log)
-        self._snapshots: dict[tuple[int, str], bytes] = {}
+        self.snapshots = Snapshots()
         self._directories = directories()
 
     # -- tree ------------------------------------------------------------------------
@@ -95,19 +92,16 @@ class ContainerFS:
     def read(self, path: str, size: int, offset: int, pid: int) -> bytes:
         """size bytes at offset of what thread pid reads at path."""
         key = (pid, path)
-        snapshot = self._snapshots.get(key)
+        snapshot = self.snapshots.get(key)
         if offset == 0 or snapshot is None:
             if self.is_dir(path):
                 raise IsADirectory(path)
             started = perf_counter_ns()
             snapshot = self.render(VIEWS[self._key(path)], pid)
             self.latency.record(perf_counter_ns() - started)
-            self._snapshots.pop(key, None)  # re-inserted last: the newest
-            if len(self._snapshots) >= MAX_SNAPSHOTS:
-                del self._snapshots[next(iter(self._snapshots))]
-            self._snapshots[key] = snapshot
+            self.snapshots.put(key, snapshot)
         if offset >= len(snapshot):
-            del self._snapshots[key]  # the read at the end: this reader is done
+            self.snapshots.drop(key)  # the read at the end: this reader is done
         return snapshot[offset : offset + size]
 
     def render_path(self, path: str, pid: int) -> bytes:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import containerfs.views
-from containerfs.core import MAX_SNAPSHOTS, ContainerFS, Options
+from containerfs.core import ContainerFS, Options
 from containerfs.errors import IsADirectory, NotFound
+from containerfs.snapshots import MAX_SNAPSHOTS, Snapshots
 from containerfs.views.registry import VIEWS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -118,7 +119,27 @@ def test_snapshots_of_readers_that_stop_early_are_bounded() -> None:
     fs = make_fs(FIXTURES / "v2")
     for tid in range(MAX_SNAPSHOTS + 10):
         fs.read("/proc/uptime", 1, 0, 10_000_000 + tid)  # host readers: pids the fixture lacks
-    assert len(fs._snapshots) == MAX_SNAPSHOTS
+    assert len(fs.snapshots) == MAX_SNAPSHOTS
+
+
+@pytest.mark.parametrize(
+    ("max_count", "max_bytes", "sizes", "kept"),
+    [
+        (3, 1000, [10, 10, 10, 10], [1, 2, 3]),  # too many: the oldest goes
+        (10, 25, [10, 10, 10], [1, 2]),  # too many bytes
+        (10, 25, [40], [0]),  # one larger than the budget is still served
+        (10, 25, [10, 40], [1]),
+    ],
+)
+def test_snapshot_limits(max_count: int, max_bytes: int, sizes: list[int], kept: list[int]) -> None:
+    store = Snapshots(max_count, max_bytes)
+    for tid, size in enumerate(sizes):
+        store.put((tid, "proc/meminfo"), b"x" * size)
+    assert [tid for tid in range(len(sizes)) if store.get((tid, "proc/meminfo")) is not None] == kept
+    assert store.bytes == sum(sizes[tid] for tid in kept)
+    store.put((kept[-1], "proc/meminfo"), b"y")  # replacing keeps the byte count right
+    store.drop((kept[-1], "proc/meminfo"))
+    assert store.bytes == sum(sizes[tid] for tid in kept[:-1])
 
 
 def test_host_reader_gets_host_file() -> None:
