@@ -72,7 +72,7 @@ def mount(
         return 1
     from containerfs.fuse_adapter import libfuse_version, serve
 
-    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch)
+    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
     try:
         serve(fs, mountpoint, foreground, [injection, status])

@@ -21,6 +21,12 @@ class Hierarchies(NamedTuple):
     def v1_dir(self, controller: str) -> str | None:
         return self.v1_dirs.get(controller)
 
+    def container_dir(self) -> str:
+        """The hierarchy every container gets a directory in: v2's, else v1 memory's."""
+        if self.layout is Layout.V2:
+            return self.root
+        return self.v1_dirs.get("memory") or next(iter(self.v1_dirs.values()))
+
 
 def detect(cgroup_root: str) -> Hierarchies:
     if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):

@@ -22,6 +22,7 @@ from containerfs.inject.attach import (
     live_source,
     mounts_of,
 )
+from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
@@ -47,13 +48,28 @@ def record_path(state_dir: str, mountpoint: str) -> str:
     return os.path.join(state_dir, f"{name}.detached.json")
 
 
+# After a cgroup appears, look this often for its container, for this long: the runtime
+# moves the container's process in and pivots into its rootfs within moments.
+BURST_INTERVAL_SECONDS = 0.1
+BURST_SECONDS = 3.0
+
+
 class InjectionService:
-    def __init__(self, mountpoint: str, proc_root: str, state_dir: str, watch: WatchPolicy | None) -> None:
+    def __init__(
+        self,
+        mountpoint: str,
+        proc_root: str,
+        state_dir: str,
+        watch: WatchPolicy | None,
+        cgroup_dir: str | None = None,
+    ) -> None:
         self.mountpoint = mountpoint
         self.proc_root = proc_root
         self.record = record_path(state_dir, mountpoint)
         self.watch = watch
+        self.cgroup_dir = cgroup_dir  # the hierarchy whose new directories announce containers
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._seen: set[str] = set()  # mount namespaces already looked at
         # Kept between passes: it remembers each pid namespace's init.
@@ -65,6 +81,7 @@ class InjectionService:
 
     def stop(self) -> None:
         self._stop.set()
+        os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -72,13 +89,36 @@ class InjectionService:
         try:
             source = live_source(self.mountpoint)
             self.heal(source)
-            while self.watch is not None and not self._stop.wait(self.watch.interval):
-                self.watch_once(source, self.watch)
+            if self.watch is not None:
+                self._watch(source, self.watch)
         except NotServing as err:
             log.warning("injection stopped: %s", err)
         except Exception:
             # The views keep being served; only injection stops.
             log.exception("injection failed")
+
+    def _watch(self, source: ViewSource, policy: WatchPolicy) -> None:
+        creations = None
+        if self.cgroup_dir is not None:
+            try:
+                creations = CgroupCreations(self.cgroup_dir)
+            except OSError as err:
+                log.warning(
+                    "no inotify on %s (%s): looking for containers every %gs", self.cgroup_dir, err, policy.interval
+                )
+        burst_until = 0.0
+        try:
+            while not self._stop.is_set():
+                timeout = BURST_INTERVAL_SECONDS if time.monotonic() < burst_until else policy.interval
+                if creations is None:
+                    self._stop.wait(timeout)
+                elif creations.wait(timeout, self._wake_r):
+                    burst_until = time.monotonic() + BURST_SECONDS
+                if not self._stop.is_set():
+                    self.watch_once(source, policy)
+        finally:
+            if creations is not None:
+                creations.close()
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:

@@ -158,6 +158,16 @@ def test_watcher_injects_containers_started_with_no_mounts_and_no_hook(start_con
     assert view_mounts(c) == 8
 
 
+def test_watcher_wakes_when_a_cgroup_appears(start_containerfs, runc_container):
+    # A poll every 60 s could not do it: the new cgroup's inotify event starts the search.
+    daemon = start_containerfs("--watch", "--watch-include", SESSION_CGROUPS, "--watch-interval", "60")
+    time.sleep(0.5)  # the watcher's first look happened before this container existed
+    c = runc_container(memory=LIMIT)
+    started = time.monotonic()
+    assert wait_until(lambda: memtotal(c) == LIMIT, timeout=10), daemon.log()
+    assert time.monotonic() - started < 5
+
+
 def test_watcher_leaves_excluded_containers_alone(start_containerfs, runc_container):
     daemon = start_containerfs(
         "--watch", "--watch-include", SESSION_CGROUPS, "--watch-exclude", "*/skipme", "--watch-interval", "0.2"
