@@ -178,7 +178,8 @@ def bench_watcher(work: Path, factory: ContainerFactory, n: int) -> None:
             found = discover("/proc")
             scans.append(time.perf_counter() - started)
         print(
-            f"watcher (inotify on the cgroup hierarchy, 1 s poll behind it): views live {statistics.median(delays) * 1000:.0f} ms median "
+            "watcher (inotify on the cgroup hierarchy, 1 s poll behind it): views live "
+            f"{statistics.median(delays) * 1000:.0f} ms median "
             f"(max {max(delays) * 1000:.0f}) after `runc run --detach` returned; one scan of /proc "
             f"({len(found)} containers, {sum(1 for p in Path('/proc').iterdir() if p.name.isdigit())} processes): "
             f"{statistics.median(scans) * 1000:.2f} ms"
