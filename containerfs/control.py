@@ -23,30 +23,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from containerfs.mounttable import escape_path
+
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST = 65536
 # sun_path holds 108 bytes with the terminating NUL.
 _MAX_SOCKET_PATH = 107
-_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def escape_path(path: str) -> str:
-    """A mountpoint as one file name, like `systemd-escape --path`: /var/lib/x -> var-lib-x."""
-    trimmed = os.path.normpath(path).strip("/")
-    if not trimmed:
-        return "-"
-    out = []
-    for index, char in enumerate(trimmed):
-        if char == "/":
-            out.append("-")
-        elif char in _SAFE and not (index == 0 and char == "."):
-            out.append(char)
-        else:
-            out.extend(f"\\x{byte:02x}" for byte in char.encode())
-    return "".join(out)
 
 
 def socket_path(mountpoint: str, directory: str) -> str:

@@ -27,6 +27,7 @@ from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import mount_namespaces, ready_containers
+from containerfs.mounttable import escape_path
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.resolve import Resolver
 
@@ -44,8 +45,7 @@ class Taken(NamedTuple):
 
 def record_path(state_dir: str, mountpoint: str) -> str:
     """Where a stopping daemon lists the containers it took its views from."""
-    name = mountpoint.strip("/").replace("-", "\\x2d").replace("/", "-") or "-"
-    return os.path.join(state_dir, f"{name}.detached.json")
+    return os.path.join(state_dir, f"{escape_path(mountpoint)}.detached.json")
 
 
 # After a cgroup appears, look this often for its container, for this long: the runtime

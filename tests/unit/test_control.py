@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from containerfs.control import ControlError, ControlServer, NoDaemon, escape_path, request, socket_path
+from containerfs.control import ControlError, ControlServer, NoDaemon, request, socket_path
+from containerfs.mounttable import escape_path
 
 
 @pytest.mark.parametrize(
