@@ -52,13 +52,18 @@ def plan_attach(mounts: list[Mount], source: str, live_dev: str, views: Iterable
     return steps
 
 
+def visible_views(mounts: list[Mount], source: str) -> list[Mount]:
+    """The views of this mountpoint that readers in the namespace see (topmost at their path)."""
+    return [mount for mount in _topmost(mounts).values() if _ours(mount, source)]
+
+
 def plan_heal(mounts: list[Mount], source: str, live_dev: str) -> list[Step]:
     """Replace only the stale views: a container that chose some views keeps its choice."""
-    steps = []
-    for target, mount in _topmost(mounts).items():
-        if _ours(mount, source) and mount.dev != live_dev:
-            steps.append(Step(mount.root.lstrip("/"), target, Action.REPLACE))
-    return steps
+    return [
+        Step(mount.root.lstrip("/"), mount.mountpoint, Action.REPLACE)
+        for mount in visible_views(mounts, source)
+        if mount.dev != live_dev
+    ]
 
 
 def plan_detach(mounts: list[Mount], source: str) -> list[Step]:

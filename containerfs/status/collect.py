@@ -19,6 +19,7 @@ from containerfs.core import ContainerFS
 from containerfs.cpus import visible_cpus
 from containerfs.fsread import FileCache, read_text
 from containerfs.host import HostFiles
+from containerfs.inject.plan import visible_views
 from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source
 from containerfs.procfs.loadavg import FIXED_1
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
@@ -56,16 +57,9 @@ def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
     A view's source names its daemon's mountpoint; a view from that mountpoint on another
     device was bound from a daemon that is gone.  Views of other mountpoints are not ours.
     """
-    live = stale = 0
-    # The last mount at a path is the one a reader sees.
-    for mount in {m.mountpoint: m for m in mounts}.values():
-        if mount.fstype != FSTYPE or mount.source != source:
-            continue
-        if mount.dev == dev:
-            live += 1
-        else:
-            stale += 1
-    return Views(live, stale, len(VIEWS))
+    views = visible_views(mounts, source)
+    live = sum(mount.dev == dev for mount in views)
+    return Views(live, len(views) - live, len(VIEWS))
 
 
 class OomWatch:
