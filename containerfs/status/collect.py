@@ -19,10 +19,11 @@ from containerfs.core import ContainerFS
 from containerfs.cpus import visible_cpus
 from containerfs.fsread import FileCache, read_text
 from containerfs.host import HostFiles
+from containerfs.inject.attach import mounts_of
 from containerfs.inject.plan import visible_views
 from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source
 from containerfs.procfs.loadavg import FIXED_1
-from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+from containerfs.procfs.mountinfo import Mount
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import parse_uptime
 from containerfs.resolve import Resolver
@@ -192,8 +193,7 @@ class StatusCollector:
             return Cpu(visible, quota, (usage.user_ns + usage.system_ns) / 1e9)
 
         def views() -> Views:
-            mounts = parse_mountinfo(read_text(f"{proc_root}/{record.init_pid}/mountinfo"))
-            return count_views(mounts, self.source, dev)
+            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev)
 
         return Container(
             name=record.name,
