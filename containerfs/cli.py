@@ -1,4 +1,4 @@
-"""containerfs command line: mount, umount, show, status."""
+"""containerfs command line: mount, umount, inject, oci-hook, lxc-hook, docker-args, show, status."""
 
 from __future__ import annotations
 
