@@ -12,8 +12,9 @@ from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_so
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
-from containerfs.inject.scan import namespaces_of, ready_containers
+from containerfs.inject.scan import ready_containers
 from containerfs.inject.syscalls import MountApiMissing
+from containerfs.resolve import Resolver
 
 log = logging.getLogger("containerfs.inject")
 
@@ -33,11 +34,12 @@ def _failed(outcomes: list[Outcome]) -> bool:
 
 def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
     """Make every view present and live in the running container of pid."""
+    resolver = Resolver(proc_root)
     try:
-        own = namespaces_of(pid, proc_root)
+        mntns = resolver.ns(pid, "mnt")
     except FileNotFoundError:
         raise LookupError(f"no process {pid}") from None
-    if own.mnt == namespaces_of("self", proc_root).mnt:
+    if mntns == resolver.host_mntns:
         raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
     steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views)
     return carry_out(source, pid, steps, proc_root)

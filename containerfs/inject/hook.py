@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from containerfs.inject.attach import ViewSource, carry_out, mounts_of
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import plan_attach
+from containerfs.procfs.mountinfo import Mount
 
 # Set to "true" on a container (OCI annotation, Kubernetes pod annotation) to keep the
 # host's files in it.
@@ -71,17 +72,17 @@ def hook_process(state_pid: int) -> int | str:
     return "self" if state_pid == os.getppid() else state_pid
 
 
-def rootfs_prefix(pid: int | str, rootfs: str, proc_root: str) -> str:
-    """Where the rootfs is in the namespace of pid: its path before pivot_root, "" after.
+def rootfs_prefix(mounts: list[Mount], rootfs: str) -> str:
+    """Where the rootfs is in a namespace with these mounts: its path before pivot_root, "" after.
 
     runc and crun bind the rootfs onto itself before pivot_root, so a mount there marks
     a container that has not pivoted yet (every stage a hook runs at).
     """
-    mounted = {mount.mountpoint for mount in mounts_of(pid, proc_root)}
+    mounted = {mount.mountpoint for mount in mounts}
     return rootfs if os.path.realpath(rootfs) in mounted or rootfs in mounted else ""
 
 
 def attach_before_start(source: ViewSource, pid: int | str, rootfs: str, proc_root: str) -> list[Outcome]:
-    prefix = rootfs_prefix(pid, rootfs, proc_root)
-    steps = plan_attach(mounts_of(pid, proc_root), source.source, source.dev, source.views, prefix)
+    mounts = mounts_of(pid, proc_root)
+    steps = plan_attach(mounts, source.source, source.dev, source.views, rootfs_prefix(mounts, rootfs))
     return carry_out(source, pid, steps, proc_root)

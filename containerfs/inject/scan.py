@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from containerfs.containers import ContainerRecord, discover
 from containerfs.inject.attach import host_roots, mounts_of, root_mount
 from containerfs.resolve import Resolver
-
-
-class Namespaces(NamedTuple):
-    mnt: str  # "mnt:[4026531841]"
-    pid: str
-
-
-def namespaces_of(pid: int | str, proc_root: str) -> Namespaces:
-    return Namespaces(os.readlink(f"{proc_root}/{pid}/ns/mnt"), os.readlink(f"{proc_root}/{pid}/ns/pid"))
 
 
 def mount_namespaces(proc_root: str) -> dict[str, int]:

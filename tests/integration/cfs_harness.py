@@ -327,19 +327,20 @@ class ContainerFactory:
         self,
         bundle,
         args,
-        memory,
-        memory_swap,
-        cpu_quota,
-        cpu_period,
-        cpus,
-        views_from,
-        views,
-        extra_mounts,
         cgroups_path,
-        env,
-        block_io,
-        hooks,
-        annotations,
+        *,
+        memory=256 * 1024 * 1024,
+        memory_swap=None,
+        cpu_quota=None,
+        cpu_period=100000,
+        cpus="0-1",
+        views_from=None,
+        views=None,
+        extra_mounts=(),
+        env=(),
+        block_io=None,
+        hooks=None,
+        annotations=None,
         pids_limit=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
@@ -400,29 +401,11 @@ class ContainerFactory:
             spec["annotations"] = annotations
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
-    def create(
-        self,
-        args=("sleep", "infinity"),
-        *,
-        name="c",
-        detach=True,
-        memory=256 * 1024 * 1024,
-        memory_swap=None,
-        cpu_quota=None,
-        cpu_period=100000,
-        cpus="0-1",
-        views_from=None,
-        views=None,
-        extra_mounts=(),
-        env=(),
-        block_io=None,
-        hooks=None,
-        annotations=None,
-        pids_limit=None,
-        timeout=60,
-    ):
-        """Create a container.
+    def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
+        """Create a container; options are _spec's keyword arguments:
 
+        memory, memory_swap, cpu_quota, cpu_period, cpus: the OCI resources (bytes, us, list).
+        env: extra environment entries ("KEY=value").
         views_from: a FUSE mountpoint (containerfs or lxcfs layout) whose eight files are
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
@@ -448,24 +431,7 @@ class ContainerFactory:
         os.chmod(bundle / "shared", 0o777)
         c = Container(cid, bundle, parent, cgroups_path, bundle / "shared")
         self.containers.append(c)
-        self._spec(
-            bundle,
-            args,
-            memory,
-            memory_swap,
-            cpu_quota,
-            cpu_period,
-            cpus,
-            views_from,
-            views,
-            extra_mounts,
-            cgroups_path,
-            env,
-            block_io,
-            hooks,
-            annotations,
-            pids_limit,
-        )
+        self._spec(bundle, args, cgroups_path, **options)
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:
                 p = subprocess.run(

@@ -154,14 +154,11 @@ def test_hook_process_inside_the_container_is_self() -> None:
     assert hook_process(os.getppid() + 100000) == os.getppid() + 100000
 
 
-def test_rootfs_prefix_before_and_after_pivot_root(tmp_path: Path) -> None:
-    proc = tmp_path / "proc" / "7"
-    proc.mkdir(parents=True)
-    before = "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 8:1 /b/rootfs /b/rootfs rw - ext4 /dev/sda1 rw\n"
-    (proc / "mountinfo").write_text(before)
-    assert rootfs_prefix(7, "/b/rootfs", str(tmp_path / "proc")) == "/b/rootfs"
-    (proc / "mountinfo").write_text("1 0 8:1 /b/rootfs / rw - ext4 /dev/sda1 rw\n")
-    assert rootfs_prefix(7, "/b/rootfs", str(tmp_path / "proc")) == ""
+def test_rootfs_prefix_before_and_after_pivot_root() -> None:
+    before = parse_mountinfo("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 8:1 /b/rootfs /b/rootfs rw - ext4 /dev/sda1 rw\n")
+    assert rootfs_prefix(before, "/b/rootfs") == "/b/rootfs"
+    after = parse_mountinfo("1 0 8:1 /b/rootfs / rw - ext4 /dev/sda1 rw\n")
+    assert rootfs_prefix(after, "/b/rootfs") == ""
 
 
 @pytest.mark.parametrize(
