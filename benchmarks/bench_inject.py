@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 sys.path.insert(0, str(REPO_ROOT))
 from cfs_harness import PREFIX, SESSION, ContainerFactory
 
-from containerfs.containers import discover
+from containerfs.containers.discover import discover
 
 MIB = 1024 * 1024
 

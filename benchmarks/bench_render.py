@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from containerfs.core import ContainerFS, Options  # noqa: E402
+from containerfs.daemon.core import ContainerFS, Options  # noqa: E402
 from containerfs.views.registry import VIEWS  # noqa: E402
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from containerfs import mount
-from containerfs.core import ContainerFS, Options
+from containerfs.daemon import mount
+from containerfs.daemon.core import ContainerFS, Options
 from containerfs.views.base import View
 
 

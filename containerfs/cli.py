@@ -13,7 +13,7 @@ from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
 from containerfs.status.options import add_arguments as add_status_arguments
 
 if TYPE_CHECKING:
-    from containerfs.core import Options
+    from containerfs.daemon.core import Options
 
 DEFAULT_MOUNTPOINT = "/var/lib/containerfs"
 DEFAULT_RUN_DIR = "/run/containerfs"
@@ -32,7 +32,7 @@ def _add_roots(parser: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> Options:
     # The hooks run at every container start: they do not pay for importing the core.
-    from containerfs.core import Options
+    from containerfs.daemon.core import Options
 
     roots = (os.path.abspath(args.proc_root), os.path.abspath(args.sys_root), os.path.abspath(args.cgroup_root))
     return Options(*roots, use_quota=not args.no_cpu_quota)
@@ -133,8 +133,8 @@ def _injection(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from containerfs.core import ContainerFS
-    from containerfs.errors import NotFound
+    from containerfs.daemon.core import ContainerFS
+    from containerfs.daemon.errors import NotFound
 
     try:
         fs = ContainerFS(_options(args))
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_cli.run(args)
     # The FUSE binding is imported only by the commands that need it.
-    from containerfs import mount
+    from containerfs.daemon import mount
 
     if args.command == "mount":
         return mount.mount(

@@ -24,8 +24,8 @@ from containerfs.cgroup.records import (
     MemoryCounters,
     PidsCounters,
 )
-from containerfs.fsread import FileCache, read_optional
-from containerfs.ttl import TtlCache
+from containerfs.host.fsread import FileCache, read_optional
+from containerfs.host.ttl import TtlCache
 
 CgroupPaths = dict[str, str]
 T = TypeVar("T")

@@ -6,12 +6,11 @@ import contextlib
 import os
 from typing import NamedTuple
 
-from containerfs.fsread import read_text
+from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source, mounts_of
 from containerfs.inject import syscalls
 from containerfs.inject.namespace import Outcome, apply_in_namespace, needs_tree
 from containerfs.inject.plan import Action, Step
-from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source
-from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+from containerfs.procfs.mountinfo import Mount
 
 
 class NotServing(Exception):
@@ -46,10 +45,6 @@ def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
 def dead_source(mountpoint: str) -> ViewSource:
     """The source of a daemon that is stopping: no live superblock, so every view is stale."""
     return ViewSource(mountpoint, mount_source(mountpoint), "")
-
-
-def mounts_of(pid: int | str, proc_root: str) -> list[Mount]:
-    return parse_mountinfo(read_text(f"{proc_root}/{pid}/mountinfo"))
 
 
 def root_mount(mounts: list[Mount]) -> tuple[str, str] | None:

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source, mounts_of
+from containerfs.containers.resolve import Resolver
+from containerfs.host.mounttable import mounts_of
+from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
 from containerfs.inject.scan import ready_containers
 from containerfs.inject.syscalls import MountApiMissing
-from containerfs.resolve import Resolver
 
 log = logging.getLogger("containerfs.inject")
 

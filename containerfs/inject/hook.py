@@ -11,7 +11,8 @@ import json
 import os
 from typing import Any, NamedTuple
 
-from containerfs.inject.attach import ViewSource, carry_out, mounts_of
+from containerfs.host.mounttable import mounts_of
+from containerfs.inject.attach import ViewSource, carry_out
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import plan_attach
 from containerfs.procfs.mountinfo import Mount

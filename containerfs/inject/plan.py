@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from containerfs.mounttable import FSTYPE
+from containerfs.host.mounttable import FSTYPE
 from containerfs.procfs.mountinfo import Mount
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from containerfs.containers import ContainerRecord, discover
-from containerfs.inject.attach import host_roots, mounts_of, root_mount
-from containerfs.resolve import Resolver
+from containerfs.containers.discover import ContainerRecord, discover
+from containerfs.containers.resolve import Resolver
+from containerfs.host.mounttable import mounts_of
+from containerfs.inject.attach import host_roots, root_mount
 
 
 def mount_namespaces(proc_root: str) -> dict[str, int]:

@@ -13,23 +13,23 @@ import threading
 import time
 from typing import NamedTuple
 
-from containerfs.fsread import read_text
+from containerfs.containers.resolve import Resolver
+from containerfs.daemon.runfiles import escape_path
+from containerfs.host.fsread import read_text
+from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
     carry_out,
     dead_source,
     live_source,
-    mounts_of,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import mount_namespaces, ready_containers
-from containerfs.mounttable import escape_path
 from containerfs.procfs.process import parse_proc_stat
-from containerfs.resolve import Resolver
 
 log = logging.getLogger("containerfs.inject")
 

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from containerfs.control import ControlError, NoDaemon, request, socket_path
+from containerfs.daemon.control import ControlError, NoDaemon, request, socket_path
 from containerfs.status.check import UNKNOWN, evaluate, render_check, render_unknown
 from containerfs.status.model import Status, status_from_json, to_json
 from containerfs.status.options import Thresholds

@@ -14,20 +14,19 @@ from typing import Any, TypeVar
 
 from containerfs import __version__
 from containerfs.cgroup.reader import CgroupReader
-from containerfs.containers import ContainerRecord, discover
-from containerfs.core import ContainerFS
-from containerfs.cpus import visible_cpus
-from containerfs.fsread import FileCache, read_text
-from containerfs.host import HostFiles
-from containerfs.inject.attach import mounts_of
+from containerfs.containers.cpus import visible_cpus
+from containerfs.containers.discover import ContainerRecord, discover
+from containerfs.containers.resolve import Resolver
+from containerfs.daemon.core import ContainerFS
+from containerfs.daemon.tracking import CgroupKey
+from containerfs.host.files import HostFiles
+from containerfs.host.fsread import FileCache, read_text
+from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source, mounts_of
 from containerfs.inject.plan import visible_views
-from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source
 from containerfs.procfs.loadavg import FIXED_1
 from containerfs.procfs.mountinfo import Mount
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import parse_uptime
-from containerfs.resolve import Resolver
-from containerfs.state import CgroupKey
 from containerfs.status.model import (
     SCHEMA,
     Container,

@@ -7,10 +7,10 @@ from typing import NamedTuple
 
 from containerfs.cgroup.layout import Layout
 from containerfs.cgroup.reader import CgroupReader
-from containerfs.cpus import visible_cpus
-from containerfs.host import HostFiles
-from containerfs.resolve import Container
-from containerfs.state import ContainerState
+from containerfs.containers.cpus import visible_cpus
+from containerfs.containers.resolve import Container
+from containerfs.daemon.tracking import ContainerState
+from containerfs.host.files import HostFiles
 
 
 class ViewContext(NamedTuple):

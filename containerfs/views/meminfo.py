@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from containerfs.memory import HOST_KEYS, meminfo_values
+from containerfs.containers.memfigures import HOST_KEYS, meminfo_values
 from containerfs.procfs.meminfo import meminfo_subset, render_meminfo
 from containerfs.views.base import View, ViewContext, proc_file
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from containerfs.memory import HOST_KEYS, swap_figures
+from containerfs.containers.memfigures import HOST_KEYS, swap_figures
 from containerfs.procfs.meminfo import meminfo_subset
 from containerfs.procfs.swaps import render_swaps
 from containerfs.views.base import View, ViewContext, proc_file

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from containerfs.fsread import read_text
+from containerfs.host.fsread import read_text
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import Uptime, parse_uptime, render_uptime
 from containerfs.views.base import View, ViewContext, proc_file

@@ -244,7 +244,7 @@ def test_packaged_command_runs_the_packaged_code_and_the_vendored_mfusepy(unpack
         f"    runpy.run_path({launcher!r}, run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "import containerfs.fuse_adapter, mfusepy\n"
+        "import containerfs.daemon.fuse_adapter, mfusepy\n"
         "print(containerfs.__file__)\n"
         "print(mfusepy.__file__)\n"
     )

@@ -10,7 +10,7 @@ import pytest
 from containerfs.cgroup.layout import detect
 from containerfs.cgroup.reader import CgroupReader
 from containerfs.cgroup.records import PidsCounters
-from containerfs.fsread import FileCache
+from containerfs.host.fsread import FileCache
 from containerfs.procfs.process import parse_proc_cgroup
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

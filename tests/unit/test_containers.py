@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.containers import ContainerName, container_name, discover
-from containerfs.resolve import Resolver
+from containerfs.containers.discover import ContainerName, container_name, discover
+from containerfs.containers.resolve import Resolver
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ID = "8d2f1c4b7a9e3d5f6c1b2a3948576e0f1d2c3b4a5968778695a4b3c2d1e0f9a8"

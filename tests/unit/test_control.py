@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from containerfs.control import ControlError, ControlServer, NoDaemon, request, socket_path
-from containerfs.mounttable import escape_path
+from containerfs.daemon.control import ControlError, ControlServer, NoDaemon, request, socket_path
+from containerfs.daemon.runfiles import escape_path
 
 
 @pytest.mark.parametrize(

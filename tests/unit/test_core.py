@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import containerfs.views
-from containerfs.core import ContainerFS, Options
-from containerfs.errors import IsADirectory, NotFound
-from containerfs.snapshots import MAX_SNAPSHOTS, Snapshots
+from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.snapshots import MAX_SNAPSHOTS, Snapshots
 from containerfs.views.registry import VIEWS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -267,6 +267,6 @@ def test_sampler_passes_are_costed_and_failures_counted(monkeypatch: pytest.Monk
 
 
 def test_core_does_not_import_the_fuse_binding() -> None:
-    code = "import sys, containerfs.core, containerfs.cli; print('mfusepy' in sys.modules)"
+    code = "import sys, containerfs.daemon.core, containerfs.cli; print('mfusepy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

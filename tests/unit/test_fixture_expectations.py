@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.core import ContainerFS, Options
+from containerfs.daemon.core import ContainerFS, Options
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -7,8 +7,8 @@ from fractions import Fraction
 import pytest
 
 from containerfs.cgroup.records import CpuLimits, CpuUsage, IoDevice, MemoryCounters
-from containerfs.cpus import visible_cpus
-from containerfs.memory import meminfo_values, swap_figures
+from containerfs.containers.cpus import visible_cpus
+from containerfs.containers.memfigures import meminfo_values, swap_figures
 from containerfs.procfs.diskstats import DiskLine
 from containerfs.procfs.stat import CpuTimes, parse_stat
 from containerfs.procfs.uptime import Uptime

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.fsread import FileCache, read_text
+from containerfs.host.fsread import FileCache, read_text
 
 
 def test_rereads_see_new_content_and_vanished_files_raise(tmp_path: Path) -> None:

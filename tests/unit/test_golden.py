@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.core import ContainerFS, Options
+from containerfs.daemon.core import ContainerFS, Options
 from containerfs.views.registry import VIEWS
 
 TESTS = Path(__file__).resolve().parent.parent

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from containerfs.host.mounttable import mount_source
 from containerfs.inject.commands import docker_args
 from containerfs.inject.hook import HookError, hook_process, parse_state, rootfs_prefix
 from containerfs.inject.plan import Action, Step, container_path, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
 from containerfs.inject.service import record_path
-from containerfs.mounttable import mount_source
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.views.registry import VIEWS
 

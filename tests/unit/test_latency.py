@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.core import ContainerFS, Options
-from containerfs.latency import LatencyHistogram, bucket, quantile, upper_bound
+from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.latency import LatencyHistogram, bucket, quantile, upper_bound
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

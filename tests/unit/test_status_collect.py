@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.control import ControlServer, socket_path
-from containerfs.core import ContainerFS, Options
+from containerfs.daemon.control import ControlServer, socket_path
+from containerfs.daemon.core import ContainerFS, Options
 from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.status.collect import OomWatch, StatusCollector, count_views
 from containerfs.status.exporter import parse_listen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from containerfs.cgroup.files import parse_cpu_list
-from containerfs.fsread import FileCache
+from containerfs.host.fsread import FileCache
 
 
 class HostFiles:

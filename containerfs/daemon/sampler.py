@@ -7,11 +7,11 @@ import threading
 import time
 
 from containerfs.cgroup.reader import CgroupGone, CgroupReader
-from containerfs.fsread import read_text
+from containerfs.daemon.counters import Stats
+from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
+from containerfs.host.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
 from containerfs.procfs.process import parse_proc_stat
-from containerfs.state import ContainerState, StateRegistry, TaskCounts
-from containerfs.stats import Stats
 
 log = logging.getLogger(__name__)
 

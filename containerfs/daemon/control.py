@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from containerfs.mounttable import escape_path
+from containerfs.daemon.runfiles import escape_path
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from typing import Any, Protocol, TypeVar
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 import mfusepy
 
-from containerfs.core import ContainerFS
-from containerfs.errors import IsADirectory, NotFound
-from containerfs.mounttable import mount_source
+from containerfs.daemon.core import ContainerFS
+from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.host.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import os
 import re
 from typing import NamedTuple
 
-from containerfs.resolve import Resolver, within
+from containerfs.containers.resolve import Resolver, within
 
 
 class ContainerName(NamedTuple):

@@ -16,16 +16,16 @@ from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
 from containerfs.cgroup.reader import CgroupReader
-from containerfs.errors import IsADirectory, NotFound
-from containerfs.fsread import FileCache
-from containerfs.host import HostFiles
-from containerfs.latency import LatencyHistogram
-from containerfs.ratelimit import RateLimitedLog
-from containerfs.resolve import Resolver
-from containerfs.sampler import LoadSampler
-from containerfs.snapshots import Snapshots
-from containerfs.state import StateRegistry
-from containerfs.stats import Stats
+from containerfs.containers.resolve import Resolver
+from containerfs.daemon.counters import Stats
+from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.latency import LatencyHistogram
+from containerfs.daemon.ratelimit import RateLimitedLog
+from containerfs.daemon.sampler import LoadSampler
+from containerfs.daemon.snapshots import Snapshots
+from containerfs.daemon.tracking import StateRegistry
+from containerfs.host.files import HostFiles
+from containerfs.host.fsread import FileCache
 from containerfs.views.base import View, ViewContext
 from containerfs.views.registry import VIEWS, directories
 

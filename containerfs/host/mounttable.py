@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
-from containerfs.fsread import read_text
+from containerfs.host.fsread import read_text
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 
 # The caller's own mount table: where the daemon mounts is real even when the views
@@ -21,6 +21,10 @@ def mount_at(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> Mount | None:
         if mount.mountpoint == mountpoint:
             found = mount
     return found
+
+
+def mounts_of(pid: int | str, proc_root: str) -> list[Mount]:
+    return parse_mountinfo(read_text(f"{proc_root}/{pid}/mountinfo"))
 
 
 def is_dead(mountpoint: str) -> bool:
@@ -41,23 +45,3 @@ def mount_source(mountpoint: str) -> str:
     """
     # libfuse splits -o options at commas and reads backslash escapes.
     return "containerfs:" + mountpoint.replace("\\", "\\\\").replace(",", "\\,")
-
-
-# What systemd-escape --path leaves as it is.
-_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
-
-
-def escape_path(path: str) -> str:
-    """A mountpoint as one file name, like `systemd-escape --path`: /var/lib/x -> var-lib-x."""
-    trimmed = os.path.normpath(path).strip("/")
-    if not trimmed:
-        return "-"
-    out = []
-    for index, char in enumerate(trimmed):
-        if char == "/":
-            out.append("-")
-        elif char in _SAFE and not (index == 0 and char == "."):
-            out.append(char)
-        else:
-            out.extend(f"\\x{byte:02x}" for byte in char.encode())
-    return "".join(out)

@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 
-from containerfs import control
-from containerfs.core import ContainerFS, Options
+from containerfs.daemon import control
+from containerfs.daemon.core import ContainerFS, Options
+from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.inject.service import InjectionService, WatchPolicy
-from containerfs.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.status.collect import StatusCollector
 
 log = logging.getLogger("containerfs")
@@ -70,7 +70,7 @@ def mount(
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
         return 1
-    from containerfs.fuse_adapter import libfuse_version, serve
+    from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
     injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)

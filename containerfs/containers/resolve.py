@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from containerfs.fsread import read_text
+from containerfs.host.fsread import read_text
+from containerfs.host.ttl import TtlCache
 from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
-from containerfs.ttl import TtlCache
 
 _MAX_CACHED_NAMESPACES = 4096
 

@@ -1,0 +1,1 @@
+"""Containers: which one a process belongs to, finding them, their figures."""

@@ -1,0 +1,1 @@
+"""The daemon: FUSE core and adapter, mounting, control socket, per-container tracking."""

@@ -1,0 +1,1 @@
+"""Reading the host: kernel files, mount tables, small caches."""
