@@ -157,6 +157,12 @@ class Daemon:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(log empty)"
 
+    def kill(self) -> None:
+        """SIGKILL and reap: the daemon dies like a crash, its mount is left dead."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self) -> None:
         """SIGTERM, wait; then force: fusermount3 -uz and SIGKILL.  Never raises."""
         proc = self.proc
@@ -192,7 +198,8 @@ class ContainerfsDaemon(Daemon):
 
     def argv(self) -> list[str]:
         if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
-            return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
+            floor = REPO_ROOT / "benchmarks" / "floor_daemon.py"
+            return [sys.executable, str(floor), str(self.workdir / "run"), str(self.mountpoint)]
         # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
         run_dir = ["--run-dir", str(self.workdir / "run")] if "--run-dir" not in self.extra_args else []
         return [sys.executable, "-m", "containerfs", "mount", "-f", *run_dir, *self.extra_args, str(self.mountpoint)]
@@ -392,7 +399,7 @@ def ignore_interrupts() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def run_cleanups(steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
+def run_cleanups(steps: Sequence[tuple[str, Callable[[], object]]]) -> None:
     ignore_interrupts()
     for what, fn in steps:
         try:

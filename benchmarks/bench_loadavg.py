@@ -11,6 +11,7 @@ the daemon's CPU time over a quiet period with no reads.  Prints numbers; not a 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -333,9 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1
     finally:
-        steps = [("stop containers", lambda: stop_containers(containers, cgroups))]
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop containers", functools.partial(stop_containers, containers, cgroups))
+        ]
         steps += [(f"remove /{cg.name}", cg.remove) for cg in cgroups]
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs]
         run_cleanups(steps)
     if results or notes:
         print_results(results, notes)

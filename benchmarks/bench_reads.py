@@ -12,6 +12,7 @@ shows the median reads/s.  Prints numbers; it is not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _harness import (
@@ -336,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if note:
                         notes.append(f"run {rep + 1} /proc/{name} x{n} {fs}: {note}")
         for fs in fs_list:
-            if daemons[fs].proc is not None and daemons[fs].proc.poll() is not None:
+            proc = daemons[fs].proc
+            if proc is not None and proc.poll() is not None:
                 notes.append(f"{fs} daemon died during the benchmark; log:\n" + daemons[fs].log_tail())
                 status = 1
     except (KeyboardInterrupt, Terminated) as exc:
@@ -347,13 +349,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1
     finally:
-        steps = []
+        steps: list[tuple[str, Callable[[], object]]] = []
         if cg is not None:
             steps.append(("kill readers", cg.kill_all))
         steps += [(f"stop {fs}", d.stop) for fs, d in daemons.items()]
         if cg is not None:
             steps.append(("remove cgroup", cg.remove))
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs.values()]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs.values()]
         run_cleanups(steps)
     if results or notes:
         print_table(results, cpu_per_read, files, reader_counts, fs_list, bad, notes)
