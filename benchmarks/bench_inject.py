@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 
 from _harness import REPO_ROOT, ContainerfsDaemon, LxcfsDaemon, log
-
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-sys.path.insert(0, str(REPO_ROOT))
 from cfs_harness import PREFIX, SESSION, ContainerFactory
 
 from containerfs.containers.discover import discover

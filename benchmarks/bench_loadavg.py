@@ -27,11 +27,9 @@ from pathlib import Path
 import psutil
 from _harness import (
     Cgroup,
-    Daemon,
     DaemonError,
     Terminated,
     container_argv,
-    containerfs_available,
     install_signal_handlers,
     kill_procs,
     log,
@@ -191,10 +189,11 @@ def bench_daemon(
     args: argparse.Namespace,
     containers: list[subprocess.Popen[bytes]],
 ) -> Measurement:
-    daemon: Daemon = make_daemon(name, workdir, args.containerfs_arg)
+    daemon = make_daemon(name, workdir, args.containerfs_arg)
+    daemon.ready_file = "proc/loadavg"
     m = Measurement(name, len(cgroups))
     try:
-        daemon.start(ready_file="proc/loadavg")
+        daemon.start()
         if args.baseline_seconds > 0:
             log(f"{name}: idle CPU over {args.baseline_seconds:g}s (no container tracked)")
             cpu, wall, clock = measure_cpu(daemon.pid, args.baseline_seconds)
@@ -290,10 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
 
     notes: list[str] = []
-    if "containerfs" in fs_list and (why := containerfs_available()):
-        log(f"skipping containerfs: {why}")
-        notes.append(f"containerfs skipped: {why}")
-        fs_list.remove("containerfs")
     if "lxcfs" in fs_list and shutil.which("lxcfs") is None:
         notes.append("lxcfs not installed: skipped")
         fs_list.remove("lxcfs")
