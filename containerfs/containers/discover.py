@@ -17,6 +17,7 @@ import re
 from typing import NamedTuple
 
 from containerfs.containers.resolve import Resolver, within
+from containerfs.host.errors import Unavailable
 
 
 class ContainerName(NamedTuple):
@@ -140,6 +141,6 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
             record = _record(pid, pid_ns, mnt_ns, cgroups)
             if record is not None:
                 records.append(record)
-        except (OSError, ValueError, LookupError):
+        except (OSError, Unavailable):
             continue  # exited while we looked
     return sorted(records, key=lambda r: r.init_pid)

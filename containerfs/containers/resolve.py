@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from containerfs.host.errors import ParseError, ProcessGone
 from containerfs.host.fsread import read_text
 from containerfs.host.ttl import TtlCache
 from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
@@ -114,6 +115,6 @@ class Resolver:
             try:
                 if self._status(int(entry)).nspid[-1] == 1:
                     return int(entry)
-            except (OSError, ValueError):
+            except (OSError, ParseError):
                 continue  # exited while we looked
-        raise LookupError(f"no init process found for pid namespace {pidns}")
+        raise ProcessGone(f"no init process found for pid namespace {pidns}")

@@ -24,6 +24,7 @@ from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
 from containerfs.daemon.tracking import StateRegistry
+from containerfs.host.errors import Unavailable
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache
 from containerfs.views.base import View, ViewContext
@@ -126,9 +127,9 @@ class ContainerFS:
             return text.encode()
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
-            # Vanished processes and cgroups, missing or malformed files are expected;
-            # anything else is a bug, logged with its traceback.
-            expected = isinstance(err, (OSError, ValueError, LookupError))
+            # Vanished processes and cgroups, absent hierarchies, unreadable or malformed
+            # files are expected; anything else is a bug, logged with its traceback.
+            expected = isinstance(err, (OSError, Unavailable))
             if not expected:
                 self.stats.error()
             self._errors.warning(

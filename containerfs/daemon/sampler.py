@@ -10,6 +10,7 @@ from containerfs.cgroup.reader import CgroupGone, CgroupReader, NotMounted
 from containerfs.daemon.counters import Stats
 from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
+from containerfs.host.errors import ParseError
 from containerfs.host.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
 from containerfs.procfs.process import parse_proc_stat
@@ -36,7 +37,7 @@ class LoadSampler:
         for tid in self.cgroups.thread_ids(state.cgroups):
             try:
                 task_state = parse_proc_stat(read_text(f"{self.proc_root}/{tid}/stat")).state
-            except (OSError, ValueError):
+            except (OSError, ParseError):
                 continue  # exited between the listing and the read
             total += 1
             last_pid = max(last_pid, tid)

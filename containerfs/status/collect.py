@@ -19,6 +19,7 @@ from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.core import ContainerFS
 from containerfs.daemon.tracking import CgroupKey
+from containerfs.host.errors import ParseError, Unavailable
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache, read_text
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source, mounts_of
@@ -89,7 +90,7 @@ class OomWatch:
 def _optional(read: Callable[[], T]) -> T | None:
     try:
         return read()
-    except (OSError, ValueError, LookupError):
+    except (OSError, Unavailable):
         return None  # a controller that is off, a file this kernel lacks, a cgroup that went away
 
 
@@ -177,7 +178,7 @@ class StatusCollector:
         proc_root, paths = self.fs.options.proc_root, record.cgroups
         try:
             started = parse_proc_stat(read_text(f"{proc_root}/{record.init_pid}/stat")).starttime
-        except (OSError, ValueError, IndexError):
+        except (OSError, ParseError):
             return None  # exited since discovery
         uptime = max(0.0, host_uptime - started / self.fs.clock_ticks)
         memory = _optional(lambda: cgroups.memory(paths))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from containerfs.host.errors import ParseError, ProcessGone
 from containerfs.host.fsread import read_text
 from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import Uptime, parse_uptime, render_uptime
@@ -17,10 +18,10 @@ def _start_ticks(ctx: ViewContext) -> int:
     for pid in ctx.cgroups.process_ids(ctx.paths):
         try:
             starts.append(parse_proc_stat(read_text(f"{proc_root}/{pid}/stat")).starttime)
-        except (OSError, ValueError):
+        except (OSError, ParseError):
             continue  # exited while we looked
     if not starts:
-        raise LookupError("container has no processes")
+        raise ProcessGone("container has no processes")
     return min(starts)
 
 
