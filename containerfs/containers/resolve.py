@@ -1,6 +1,7 @@
-"""Which container a reading process belongs to.
+"""Which container a process belongs to: the one definition of a container.
 
-The FUSE request carries the caller's host pid.  Namespaces decide:
+The FUSE request carries the caller's host pid; discovery (status, inject --all, the
+watcher) asks the same question of every process.  Namespaces decide:
 
 * host pid and mount namespaces: a host process, which reads the host's files;
 * host pid namespace, own mount namespace (`docker run --pid=host`): its own cgroup;
@@ -8,6 +9,8 @@ The FUSE request carries the caller's host pid.  Namespaces decide:
   caller's cgroup lies inside the init's (a shell in a sub-cgroup sees its whole
   container); elsewhere the caller's own cgroup (pods sharing one pid namespace, where
   the init is the pause container: lxcfs #543).
+
+A process whose container would be the root cgroup is a host process (`unshare -p`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ _MAX_CACHED_NAMESPACES = 4096
 class Container(NamedTuple):
     cgroups: dict[str, str]  # controller -> cgroup path ("" for v2)
     init_pid: int | None  # the init of the reader's pid namespace; None in the host's
+
+
+def naming_path(cgroups: dict[str, str]) -> str:
+    """The cgroup path a container is known by: memory's, else another controller's, else v2's."""
+    for controller in ("memory", "pids", "cpu", "cpuacct", ""):
+        path = cgroups.get(controller)
+        if path is not None:
+            return path
+    return next(iter(cgroups.values()), "/")
 
 
 def within(path: str, ancestor: str) -> bool:
@@ -53,17 +65,23 @@ class Resolver:
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
         namespaces = (self.ns(pid, "pid"), self.ns(pid, "mnt"))
-        cached, container = self._recent.get(pid, lambda: (namespaces, self._resolve(pid, *namespaces)))
+        cached, container = self._recent.get(pid, lambda: (namespaces, self.container_in(pid, *namespaces)))
         if cached != namespaces:  # the pid now names another process, elsewhere
-            container = self._resolve(pid, *namespaces)
+            container = self.container_in(pid, *namespaces)
             self._recent.put(pid, (namespaces, container))
         return container
 
-    def _resolve(self, pid: int, pidns: str, mntns: str) -> Container | None:
+    def container_in(self, pid: int, pidns: str, mntns: str) -> Container | None:
+        """The container of pid, a process in namespaces pidns and mntns; None for a host process."""
         if pidns == self.host_pidns:
             if mntns == self.host_mntns:
                 return None
-            return Container(self.cgroups_of(pid), None)
+            container = Container(self.cgroups_of(pid), None)
+        else:
+            container = self._in_pid_namespace(pid, pidns)
+        return None if naming_path(container.cgroups) == "/" else container
+
+    def _in_pid_namespace(self, pid: int, pidns: str) -> Container:
         init = self.init_of(pid, pidns)
         own = self.cgroups_of(pid)
         if init == pid:
