@@ -16,6 +16,7 @@ from containerfs import __version__
 from containerfs.cgroup.reader import CgroupReader, open_reader
 from containerfs.containers.cpus import visible_cpus
 from containerfs.containers.discover import ContainerRecord, discover
+from containerfs.containers.memfigures import working_set
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.core import ContainerFS
 from containerfs.daemon.tracking import CgroupKey
@@ -46,6 +47,7 @@ from containerfs.status.model import (
     to_json,
 )
 from containerfs.views.registry import VIEWS
+from containerfs.views.uptime import seconds_up
 
 T = TypeVar("T")
 # Enough descriptors for one container's files; all are closed after each answer.
@@ -180,7 +182,7 @@ class StatusCollector:
             started = parse_proc_stat(read_text(f"{proc_root}/{record.init_pid}/stat")).starttime
         except (OSError, ParseError):
             return None  # exited since discovery
-        uptime = max(0.0, host_uptime - started / self.fs.clock_ticks)
+        uptime = seconds_up(host_uptime, started, self.fs.clock_ticks)
         memory = _optional(lambda: cgroups.memory(paths))
         pids = _optional(lambda: cgroups.pids(paths))
         kills = _optional(lambda: cgroups.oom_kills(paths))
@@ -202,9 +204,7 @@ class StatusCollector:
             short_id=record.short_id,
             init_pid=record.init_pid,
             cgroup=record.cgroup,
-            memory=None
-            if memory is None
-            else Memory(memory.usage, max(0, memory.usage - memory.stat.get("inactive_file", 0)), memory.limit),
+            memory=None if memory is None else Memory(memory.usage, working_set(memory), memory.limit),
             swap=None if memory is None or not memory.swap_accounted else Swap(memory.swap_usage, memory.swap_limit),
             cpu=_optional(cpu),
             load=self._load(key),

@@ -25,8 +25,13 @@ def _start_ticks(ctx: ViewContext) -> int:
     return min(starts)
 
 
+def seconds_up(host_up: float, start_ticks: int, ticks_per_second: int) -> float:
+    """Seconds since a process started (start_ticks from /proc/PID/stat), given the host's uptime."""
+    return max(0.0, host_up - start_ticks / ticks_per_second)
+
+
 def container_uptime(host: Uptime, start_ticks: int, ticks_per_second: int, cpus: int, cpu_seconds: float) -> Uptime:
-    up = max(0.0, host.up - start_ticks / ticks_per_second)
+    up = seconds_up(host.up, start_ticks, ticks_per_second)
     # The real idle column sums over CPUs: time the visible CPUs were not used by us.
     return Uptime(up, max(0.0, up * cpus - cpu_seconds))
 
