@@ -107,10 +107,10 @@ def test_a_reused_pid_is_resolved_again_at_once(proc: Path, clock: Clock) -> Non
     resolver = Resolver(str(proc), membership_seconds=60)
     web = resolver.resolve(WEB_EXEC)
     assert web is not None and web.init_pid == WEB_INIT
-    reuse_pid(proc, WEB_EXEC, NOLIMIT)  # within the membership time: now the init of nolimit's namespace
-    nolimit = resolver.container_in(NOLIMIT, *namespaces(proc, NOLIMIT))
-    assert nolimit is not None
-    assert resolver.resolve(WEB_EXEC) == nolimit._replace(init_pid=WEB_EXEC)
+    reuse_pid(proc, WEB_EXEC, NOLIMIT)  # within the membership time: now a process of nolimit's container
+    moved = resolver.resolve(WEB_EXEC)
+    nolimit = resolver.resolve(NOLIMIT)
+    assert moved is not None and nolimit is not None and moved.cgroups == nolimit.cgroups != web.cgroups
     reuse_pid(proc, WEB_EXEC, HOST_SHELL)
     assert resolver.resolve(WEB_EXEC) is None
 
