@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from containerfs.daemon.runfiles import escape_path
+from containerfs.host import roots
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class ControlServer:
         handler: Handler,
         *,
         peer_uid: int = 0,
-        proc_root: str = "/proc",
+        proc_root: str = roots.PROC_ROOT,
         timeout: float = 5.0,
     ) -> None:
         self.path = path

@@ -24,6 +24,7 @@ from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
 from containerfs.daemon.tracking import StateRegistry
+from containerfs.host import roots
 from containerfs.host.errors import Unavailable
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache
@@ -34,9 +35,9 @@ log = logging.getLogger(__name__)
 
 
 class Options(NamedTuple):
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
-    cgroup_root: str = "/sys/fs/cgroup"
+    proc_root: str = roots.PROC_ROOT
+    sys_root: str = roots.SYS_ROOT
+    cgroup_root: str = roots.CGROUP_ROOT
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
