@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import os
@@ -10,6 +11,7 @@ import sys
 
 from containerfs.daemon import control
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.report import daemon_report
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.status.collect import StatusCollector
@@ -73,7 +75,9 @@ def mount(
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
     injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
-    status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
+    status = control.ControlServer(
+        control_path, StatusCollector(functools.partial(daemon_report, fs), mountpoint, libfuse_version()).handle
+    )
     try:
         serve(fs, mountpoint, foreground, [injection, status])
     except RuntimeError as err:
