@@ -163,7 +163,9 @@ def _view_paths() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "show":
-        logging.basicConfig(level=logging.WARNING, format="containerfs: %(message)s")
+        from containerfs.daemon.logsetup import configure_logging
+
+        configure_logging(logging.WARNING, "containerfs: %(message)s")
         return _show(args)
     if args.command in ("inject", "oci-hook", "lxc-hook", "docker-args"):
         return _injection(args)
