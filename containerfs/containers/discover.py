@@ -13,7 +13,6 @@ discover() is cheap enough to run often: two readlinks per process, and
 
 from __future__ import annotations
 
-import os
 import re
 from typing import NamedTuple
 
@@ -102,7 +101,7 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
     resolver = resolver if resolver is not None else Resolver(proc_root)
     seen: set[tuple[str, str]] = set()  # (pid ns, mnt ns) already accounted for
     records: dict[str, ContainerRecord] = {}  # naming path -> the container's record
-    for pid in sorted(int(entry) for entry in os.listdir(proc_root) if entry.isdigit()):
+    for pid in resolver.procfs.pids():
         try:
             namespaces = (resolver.ns(pid, "pid"), resolver.ns(pid, "mnt"))
             if namespaces in seen:

@@ -15,13 +15,12 @@ A process whose container would be the root cgroup is a host process (`unshare -
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 from containerfs.host.errors import ParseError, ProcessGone
-from containerfs.host.fsread import read_text
+from containerfs.host.proc import ProcFS
 from containerfs.host.ttl import TtlCache
-from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
+from containerfs.procfs.process import ProcStatus
 
 _MAX_CACHED_NAMESPACES = 4096
 
@@ -48,6 +47,7 @@ def within(path: str, ancestor: str) -> bool:
 class Resolver:
     def __init__(self, proc_root: str, membership_seconds: float = 1.0) -> None:
         self.proc_root = proc_root
+        self.procfs = ProcFS(proc_root)
         # The daemon runs in the host's namespaces: its own links name "the host".
         self.host_pidns = self.ns("self", "pid")
         self.host_mntns = self.ns("self", "mnt")
@@ -57,10 +57,10 @@ class Resolver:
         self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
 
     def ns(self, pid: int | str, kind: str) -> str:
-        return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
+        return self.procfs.process(pid).ns(kind)
 
     def cgroups_of(self, pid: int) -> dict[str, str]:
-        return parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup"))
+        return self.procfs.process(pid).cgroups()
 
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
@@ -110,11 +110,11 @@ class Resolver:
     def _same_ns(self, pid: int, pidns: str) -> bool:
         try:
             return self.ns(pid, "pid") == pidns
-        except OSError:
+        except OSError:  # gone (ProcessGone), or hidden from us
             return False
 
     def _status(self, pid: int) -> ProcStatus:
-        return parse_proc_status(read_text(f"{self.proc_root}/{pid}/status"))
+        return self.procfs.process(pid).status()
 
     def _find_init(self, pid: int, pidns: str) -> int:
         # Usually an ancestor: walk up while the parent shares the namespace.  A process
@@ -127,12 +127,12 @@ class Resolver:
             if status.ppid <= 0 or not self._same_ns(status.ppid, pidns):
                 break
             current = status.ppid
-        for entry in os.listdir(self.proc_root):
-            if not entry.isdigit() or not self._same_ns(int(entry), pidns):
+        for other in self.procfs.pids():
+            if not self._same_ns(other, pidns):
                 continue
             try:
-                if self._status(int(entry)).nspid[-1] == 1:
-                    return int(entry)
-            except (OSError, ParseError):
+                if self._status(other).nspid[-1] == 1:
+                    return other
+            except (ProcessGone, ParseError):
                 continue  # exited while we looked
         raise ProcessGone(f"no init process found for pid namespace {pidns}")

@@ -17,8 +17,11 @@ class Unavailable(Exception):
     """What the host cannot give right now: the reader gets the host's file."""
 
 
-class ProcessGone(Unavailable):
-    """The process exited (ENOENT or ESRCH on its /proc directory) or its namespace emptied."""
+class ProcessGone(Unavailable, ProcessLookupError):
+    """The process exited (ENOENT or ESRCH on its /proc directory) or its namespace emptied.
+
+    Also an OSError, as the failed read was: code that catches OSError keeps catching it.
+    """
 
 
 class ParseError(Unavailable, ValueError):

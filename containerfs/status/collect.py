@@ -20,14 +20,14 @@ from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.memfigures import working_set
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.report import DaemonReport
-from containerfs.host.errors import ParseError, Unavailable
+from containerfs.host.errors import ProcessGone, Unavailable
 from containerfs.host.files import HostFiles
-from containerfs.host.fsread import FileCache, read_text
+from containerfs.host.fsread import FileCache
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source, mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.plan import visible_views
 from containerfs.procfs.loadavg import FIXED_1
 from containerfs.procfs.mountinfo import Mount
-from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import parse_uptime
 from containerfs.status.model import (
     SCHEMA,
@@ -181,8 +181,8 @@ class StatusCollector:
     ) -> Container | None:
         proc_root, paths = report.proc_root, record.cgroups
         try:
-            started = parse_proc_stat(read_text(f"{proc_root}/{record.init_pid}/stat")).starttime
-        except (OSError, ParseError):
+            started = ProcFS(proc_root).process(record.init_pid).stat().starttime
+        except ProcessGone:
             return None  # exited since discovery
         uptime = seconds_up(host_uptime, started, report.clock_ticks)
         memory = _optional(lambda: cgroups.memory(paths))

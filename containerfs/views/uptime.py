@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from containerfs.host.errors import ParseError, ProcessGone
-from containerfs.host.fsread import read_text
-from containerfs.procfs.process import parse_proc_stat
+from containerfs.host.errors import ProcessGone
+from containerfs.host.proc import ProcFS
 from containerfs.procfs.uptime import Uptime, parse_uptime, render_uptime
 from containerfs.views.base import View, ViewContext, proc_file
 
 
 def _start_ticks(ctx: ViewContext) -> int:
-    proc_root = ctx.host.proc_root
+    procfs = ProcFS(ctx.host.proc_root)
     if ctx.container.init_pid is not None:
-        return parse_proc_stat(read_text(f"{proc_root}/{ctx.container.init_pid}/stat")).starttime
+        return procfs.process(ctx.container.init_pid).stat().starttime
     # In the host's pid namespace (--pid=host) the oldest process marks the start.
     starts = []
     for pid in ctx.cgroups.process_ids(ctx.paths):
         try:
-            starts.append(parse_proc_stat(read_text(f"{proc_root}/{pid}/stat")).starttime)
-        except (OSError, ParseError):
+            starts.append(procfs.process(pid).stat().starttime)
+        except ProcessGone:
             continue  # exited while we looked
     if not starts:
         raise ProcessGone("container has no processes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 from pathlib import Path
 
@@ -68,3 +69,20 @@ def test_esrch_is_process_gone_other_errors_stay_oserrors(proc: ProcFS, monkeypa
     failing(errno.EACCES)
     with pytest.raises(PermissionError):
         proc.process(WEB_INIT).status()
+
+
+def test_no_module_builds_a_process_path_by_hand() -> None:
+    # Every /proc/PID path is built by host/proc.py: one place, one ProcessGone.
+    package = Path(__file__).resolve().parents[2] / "containerfs"
+    pattern = re.compile(
+        r"proc_root\}?\s*[,/+]\s*f?[\"']?\{?(pid|tid|init|str\(pid)"  # f"{proc_root}/{pid}", join(proc_root, pid)
+        r"|/proc/(self|\{)"  # a literal /proc/self/... or /proc/{pid}/...
+    )
+    offenders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in package.rglob("*.py")
+        if path.name != "proc.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
