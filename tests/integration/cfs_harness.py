@@ -126,13 +126,13 @@ class FuseDaemon:
     def __init__(
         self,
         name: str,
-        argv: Sequence[str],
+        argv: Sequence[str | os.PathLike[str]],
         mountpoint: str | os.PathLike[str],
         log_path: str | os.PathLike[str],
         ready_file: str = "proc/meminfo",
     ) -> None:
         self.name = name
-        self.argv = list(argv)
+        self.argv = [os.fspath(arg) for arg in argv]
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
