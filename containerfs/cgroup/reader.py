@@ -16,6 +16,7 @@ from typing import Optional, TypeVar
 from containerfs.cgroup import files
 from containerfs.cgroup.layout import Hierarchies, Layout
 from containerfs.cgroup.records import (
+    MEMORY_EVENT_KEYS,
     MEMORY_STAT_KEYS,
     CpuLimits,
     CpuUsage,
@@ -168,6 +169,15 @@ class CgroupReader:
         swap_limit = None if memsw_limit is None or limit is None else max(0, memsw_limit - limit)
         swap_usage = max(0, files.parse_int(memsw_usage) - usage)
         return MemoryCounters(limit, usage, stat, True, swap_limit, swap_usage)
+
+    def memory_events(self, paths: CgroupPaths) -> dict[str, int]:
+        """The MEMORY_EVENT_KEYS this kernel's memory.stat has, hierarchical; absent keys are left out."""
+        raw = files.parse_flat_keyed(self._read(paths, "memory", "memory.stat") or "")
+        if self.layout is Layout.V2:
+            return {key: raw[key] for key in MEMORY_EVENT_KEYS if key in raw}
+        # v1: total_* includes sub-cgroups; without use_hierarchy only the local key exists.
+        found = {key: raw.get("total_" + key, raw.get(key)) for key in MEMORY_EVENT_KEYS}
+        return {key: value for key, value in found.items() if value is not None}
 
     def oom_kills(self, paths: CgroupPaths) -> int | None:
         """Processes the OOM killer killed in the cgroup and its descendants; None: not counted.

@@ -91,11 +91,12 @@ class FuseAdapter:
         if self._fs.is_dir(path):
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2, **self._times}
         # Size 0 like procfs: with direct_io the kernel reads until EOF regardless.
-        return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": 0, **self._times}
+        return {"st_mode": stat.S_IFREG | self._fs.file_mode(path), "st_nlink": 1, "st_size": 0, **self._times}
 
     @_errors_to_errno
     def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *self._fs.listdir(path)]
+        # Overlaid directories list what the reader's container is shown (its cpuN).
+        return [".", "..", *self._fs.listdir(path, mfusepy.fuse_get_context()[2])]
 
     @_errors_to_errno
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:

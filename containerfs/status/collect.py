@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from containerfs import __version__
@@ -44,6 +44,7 @@ from containerfs.status.model import (
     Views,
     to_json,
 )
+from containerfs.views.overlays import bind_targets
 from containerfs.views.registry import VIEWS
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ T = TypeVar("T")
 _OPEN_FILES = 64
 
 
-def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
+def count_views(mounts: list[Mount], source: str, dev: str | None, served: Iterable[str] = VIEWS) -> Views:
     """This mountpoint's views in a mount table: served by the daemon's mount (dev), or stale.
 
     A view's source names its daemon's mountpoint; a view from that mountpoint on another
@@ -59,7 +60,7 @@ def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
     """
     views = visible_views(mounts, source)
     live = sum(mount.dev == dev for mount in views)
-    return Views(live, len(views) - live, len(VIEWS))
+    return Views(live, len(views) - live, len(bind_targets(served)))
 
 
 class OomWatch:
@@ -192,7 +193,7 @@ class StatusCollector:
             return Cpu(visible, quota, (usage.user_ns + usage.system_ns) / 1e9)
 
         def views() -> Views:
-            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev)
+            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev, self.fs.views())
 
         return Container(
             name=record.name,
