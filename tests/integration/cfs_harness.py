@@ -337,6 +337,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        rw_mounts=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -374,6 +375,8 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
+        for src, dst in rw_mounts:
+            mounts.append(_bind(src, dst, ro=False))
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -410,6 +413,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        rw_mounts: (host source, container destination) read-write binds.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

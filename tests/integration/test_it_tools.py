@@ -2,11 +2,13 @@
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import expected_swap_kb, parse_meminfo
+from cfs_harness import REPO_ROOT, expected_swap_kb, parse_meminfo
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +225,132 @@ def test_diskstats_and_iostat_show_the_containers_own_io(containerfs_mount, runc
     assert size // 512 <= sectors_read < size // 512 + 2048, diskstats
     assert 1 <= reads < int(host[3]) and writes == 0, (diskstats, host)
     assert any(line.split()[:1] == [name] for line in iostat.splitlines()), iostat
+
+
+# --------------------------------------------------------------------------------------------
+# iostat, vmstat, sar, lscpu, getconf, nproc on a loop device the container writes to (issue 11)
+
+
+@pytest.fixture
+def loop_disk(tmp_path):
+    """An ext4 loop device backed by a file in tmp_path, mounted in tmp_path; detached afterwards.
+
+    Request it before the containers: a container's mount namespace keeps the filesystem,
+    hence the device, busy until the container is deleted.
+    """
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(128 * MiB)
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mounted = False
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True, timeout=60)
+        subprocess.run(["mount", dev, str(mnt)], check=True, capture_output=True, timeout=30)
+        mounted = True
+        os.chmod(mnt, 0o777)
+        st = os.stat(dev)
+        yield Path(dev).name, os.major(st.st_rdev), os.minor(st.st_rdev), mnt
+    finally:
+        if mounted and subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+        subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
+        # A device still open (udev probing it) is detached when closed: wait for that.
+        deadline = time.monotonic() + 30
+        while left := subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, f"loop device still attached: {left}"
+            time.sleep(0.2)
+
+
+def _hook(mountpoint, log):
+    argv = [sys.executable, "-m", "containerfs", "oci-hook", "--mountpoint", str(mountpoint), "--log-file", str(log)]
+    return {"path": sys.executable, "args": argv, "env": [f"PYTHONPATH={REPO_ROOT}"]}
+
+
+def _sections(out):
+    return dict(part.split("\n", 1) for part in out.split("=== ")[1:])
+
+
+WRITE_8M = "(sleep 0.3; dd if=/dev/zero of=/data/{} bs=1M count=8 oflag=direct 2>/dev/null) & "
+
+
+def test_io_vm_and_cpu_tools_show_the_container(loop_disk, containerfs_mount, runc_container, tmp_path):
+    """One CPU, I/O on a loop device: every tool's figures are the container's, not the host's."""
+    name, major, minor, mnt = loop_disk
+    # The host writes 32 MiB first: a view showing the host's counters would count them.
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={mnt}/host", "bs=1M", "count=32", "oflag=direct"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    # v1 counts a cgroup's I/O on a device only once a throttle rule names it.
+    rule = {"major": major, "minor": minor, "rate": 10**10}
+    script = (
+        "dd if=/dev/zero of=/data/a bs=1M count=16 oflag=direct 2>/dev/null; "
+        "echo '=== iostat'; " + WRITE_8M.format("b") + "iostat -d -k 1 2; wait; "
+        "echo '=== vmstat'; " + WRITE_8M.format("c") + "vmstat 1 2; wait; "
+        "echo '=== sar'; " + WRITE_8M.format("d") + "sar -d -p 1 1; wait; "
+        "echo '=== counts'; getconf _NPROCESSORS_CONF; getconf _NPROCESSORS_ONLN; nproc --all; "
+        "lscpu | grep '^CPU(s):'; ls -d /sys/devices/system/cpu/cpu[0-9]*; "
+        f"echo '=== files'; cat /sys/block/{name}/stat; grep -E '^(pgpgin|pgpgout) ' /proc/vmstat; "
+        "cat /proc/uptime; grep '^cpu' /proc/stat; sh -c 'echo $$'; cat /proc/loadavg"
+    )
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", script],
+            cpus="1",
+            block_io={"throttleReadBpsDevice": [rule], "throttleWriteBpsDevice": [rule]},
+            rw_mounts=[(mnt, "/data")],
+            hooks={"createRuntime": [_hook(containerfs_mount.mountpoint, tmp_path / "hook.log")]},
+        )
+    )
+    s = _sections(out)
+    ours = 40 * 1024  # KiB the container wrote: 16 + 3 x 8 MiB
+
+    # iostat: "(1 CPU)"; report 1 is since the container began, report 2 the 1 s interval
+    assert re.search(r"\(1 CPU\)", s["iostat"]), s["iostat"]
+    rows = [line.split() for line in s["iostat"].splitlines() if line.split()[:1] == [name]]
+    assert len(rows) == 2, s["iostat"]
+    assert 16384 <= float(rows[0][6]) < 16384 + 1024, s["iostat"]  # kB_wrtn: not the host's 32 MiB
+    assert 8192 <= float(rows[1][6]) < 8192 + 512, s["iostat"]
+    assert 0.8 * 8192 <= float(rows[1][3]) <= 1.2 * 8192, s["iostat"]  # kB_wrtn/s over 1 s
+    others = [r for r in (line.split() for line in s["iostat"].splitlines()) if r and r[0] not in (name, "Device")]
+    assert all(float(r[6]) == 0 for r in others if len(r) == 8 and r[0] != "Linux"), s["iostat"]
+
+    # vmstat: bo of the interval is the 8 MiB written in it; in/cs have no per-cgroup source
+    lines = s["vmstat"].splitlines()
+    head = lines[1].split()
+    interval = dict(zip(head, (int(v) for v in lines[3].split())))
+    since = dict(zip(head, (int(v) for v in lines[2].split())))
+    assert 0.8 * 8192 <= interval["bo"] <= 1.2 * 8192, s["vmstat"]
+    assert interval["si"] == interval["so"] == 0 and interval["in"] == interval["cs"] == since["cs"] == 0, s["vmstat"]
+    assert since["bo"] > 0 and sum(interval[k] for k in ("us", "sy", "id", "wa", "st")) in range(98, 102)
+
+    # sar -d reads /proc/diskstats: only the loop device, at the interval's rate
+    sar = [line.split() for line in s["sar"].splitlines()]
+    header = next((r for r in sar if "DEV" in r), [])  # "HH:MM:SS tps ... DEV", as wide as the rows
+    assert header, s["sar"]
+    devices = {r[header.index("DEV")]: r for r in sar if r[:1] == ["Average:"]}
+    assert list(devices) == [name], s["sar"]
+    assert 0.8 * 8192 <= float(devices[name][header.index("wkB/s")]) <= 1.2 * 8192, s["sar"]
+
+    # every CPU count says 1, and the cpu directory holds cpu0 only
+    assert s["counts"].split() == ["1", "1", "1", "CPU(s):", "1", "/sys/devices/system/cpu/cpu0"], s["counts"]
+
+    files = s["files"].splitlines()
+    stat = [int(v) for v in files[0].split()]
+    assert ours * 2 <= stat[6] < (ours + 1024) * 2, files[0]  # sectors written
+    vm = dict(line.split() for line in files[1:3])
+    assert int(vm["pgpgout"]) == stat[6] // 2 and int(vm["pgpgin"]) == stat[2] // 2, files[:3]
+    up = float(files[3].split()[0])
+    cpu_lines = [line.split() for line in files[4:6]]
+    assert [fields[0] for fields in cpu_lines] == ["cpu", "cpu0"], files
+    ticks = sum(int(v) for v in cpu_lines[1][1:9])
+    assert abs(ticks - up * 100) <= 50, (files, "idle is the container's age less its use")
+    # The newest pid is the reader (cat), forked right after that shell: the container's numbers.
+    shell, loadavg = int(files[6]), files[7].split()
+    assert shell < int(loadavg[4]) <= shell + 3, files
