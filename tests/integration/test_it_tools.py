@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import REPO_ROOT, expected_swap_kb, parse_meminfo
+from cfs_harness import PREFIX, REPO_ROOT, SESSION, expected_swap_kb, parse_meminfo
 
 pytestmark = pytest.mark.integration
 
@@ -359,3 +359,38 @@ def test_io_vm_and_cpu_tools_show_the_container(loop_disk, containerfs_mount, ru
     # The newest pid is the reader (cat), forked right after that shell: the container's numbers.
     shell, loadavg = int(files[6]), files[7].split()
     assert shell < int(loadavg[4]) <= shell + 3, files
+
+
+def test_a_block_device_added_after_injection_reaches_the_container(start_containerfs, runc_container, tmp_path):
+    """The watcher's next pass binds the new device's stat file in containers it injected before."""
+    daemon = start_containerfs("--watch", "--watch-include", f"/{PREFIX}-{SESSION}*", "--watch-interval", "0.2")
+    c = runc_container()
+    fuse_mounts = "grep -c ' - fuse.containerfs ' /proc/self/mountinfo"
+    deadline = time.monotonic() + 15
+    while int(c.sh(fuse_mounts)[1].strip() or 0) == 0:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.2)
+    backing = tmp_path / "late.img"
+    with open(backing, "wb") as f:
+        f.truncate(8 * MiB)
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    try:
+        name = Path(dev).name
+        target = os.path.realpath(f"/sys/block/{name}/stat")
+        deadline = time.monotonic() + 15
+        while f" {target} " not in c.sh("cat /proc/self/mountinfo")[1]:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+        # the host writes to it, the container does not: the container's file stays zeros
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=1", "oflag=direct"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        assert Path(f"/sys/block/{name}/stat").read_text().split()[6] != "0"
+        assert _ok(c.exec("cat", f"/sys/block/{name}/stat")).split() == ["0"] * 17
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
