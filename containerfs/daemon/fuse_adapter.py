@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 _ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR}
 _CORE_ERRORS = tuple(_ERRNO)
-# The kernel asks again only when these expire; nothing in the tree ever changes.
+# The kernel asks again only when these expire.  The tree changes only when a block
+# device comes or goes: a new one is looked up by name when listed, a removed one's
+# cached entry reads ENOENT.
 TREE_TIMEOUT_SECONDS = 86400.0
 
 F = TypeVar("F", bound=Callable[..., Any])
