@@ -248,3 +248,39 @@ def test_namespace_last_pid(reader: list[int], task: list[int] | None, expected:
 def test_loadavg_last_pid_is_in_the_readers_namespace(host: str) -> None:
     text = make_fs(FIXTURES / host).render_path("proc/loadavg", WEB_INIT).decode()
     assert text.split()[4] == "16"  # thread 2006 is NSpid 16 in web's namespace
+
+
+# -- what injection binds ----------------------------------------------------------------
+
+
+def test_served_views_bind_the_cpu_directory_whole(tmp_path: Path) -> None:
+    from containerfs.inject.attach import served_views
+
+    for rel in ("proc/meminfo", "sys/devices/system/cpu/online", "sys/devices/system/cpu/cpu0/topology/core_id"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    (tmp_path / "sys/devices/virtual/block/loop0").mkdir(parents=True)
+    (tmp_path / "sys/devices/virtual/block/loop0/stat").write_text("0\n")
+    assert served_views(str(tmp_path)) == (
+        "proc/meminfo",
+        "sys/devices/system/cpu",
+        "sys/devices/virtual/block/loop0/stat",
+    )
+
+
+def test_bind_targets() -> None:
+    from containerfs.views.overlays import bind_targets
+
+    paths = ["proc/stat", "sys/devices/system/cpu/online", "sys/devices/system/cpu/possible", "sys/devices/system/cpuX"]
+    assert bind_targets(paths) == ["proc/stat", "sys/devices/system/cpu", "sys/devices/system/cpuX"]
+
+
+def test_the_daemon_serves_every_target_it_binds() -> None:
+    """Each bind target of the fixture host is a file or directory of the tree."""
+    from containerfs.views.overlays import bind_targets
+
+    fs = make_fs(FIXTURES / "v1")
+    targets = bind_targets(fs.views())
+    assert len(targets) == 8 + 1 + 6  # the proc views, the cpu directory, 3 disks and 3 partitions
+    for target in targets:
+        assert fs.is_dir(target) == (target == "sys/devices/system/cpu")
