@@ -149,7 +149,7 @@ class FuseDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        log(f"starting {self.name}: {' '.join(self.argv)}")
+        log(f"starting {self.name}: {' '.join(map(str, self.argv))}")
         with open(self.log_path, "ab") as log_file:
             # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
             # which then stops the daemon itself.

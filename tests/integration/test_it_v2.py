@@ -99,7 +99,7 @@ def test_vmstat_counters_are_the_v2_containers(v2_daemon, v2_host):
     out = run_as_web_process(v2_host, v2_daemon.mountpoint, ["vmstat", "-s"])
     figures = {line.split(None, 1)[1].strip(): int(line.split()[0]) for line in out.splitlines() if line.strip()}
     # io.stat 8:0: 100 MiB read, 50 MiB written, in KiB; memory.stat pswpin/pswpout
-    assert figures["pages paged in"] == 102400 and figures["pages paged out"] == 51200, out
+    assert figures["K paged in"] == 102400 and figures["K paged out"] == 51200, out
     assert figures["pages swapped in"] == 8192 and figures["pages swapped out"] == 16384, out
     # no per-cgroup counter: 0, not the host's 418802 forks and 1183441029 switches
     assert figures["forks"] == figures["interrupts"] == figures["CPU context switches"] == 0, out
