@@ -96,9 +96,17 @@ class FuseAdapter:
         return {"st_mode": stat.S_IFREG | self._fs.file_mode(path), "st_nlink": 1, "st_size": 0, **self._times}
 
     @_errors_to_errno
-    def readdir(self, path: str, fh: int) -> list[str]:
-        # Overlaid directories list what the reader's container is shown (its cpuN).
-        return [".", "..", *self._fs.listdir(path, mfusepy.fuse_get_context()[2])]
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, int, int]]:
+        # Overlaid directories list what the reader's container is shown (its cpuN).  Each
+        # entry carries its type: glibc before 2.35 counts CPUs by DT_DIR entries.
+        entries: list[str | tuple[str, int, int]] = [".", ".."]
+        for name in self._fs.listdir(path, mfusepy.fuse_get_context()[2]):
+            try:
+                kind = stat.S_IFDIR if self._fs.is_dir(f"{path.rstrip('/')}/{name}") else stat.S_IFREG
+            except NotFound:
+                continue  # gone since the listing
+            entries.append((name, kind, 0))
+        return entries
 
     @_errors_to_errno
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
