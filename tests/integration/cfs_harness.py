@@ -390,7 +390,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
-        rw_mounts=(),
+        block_devices=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -428,8 +428,6 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
-        for src, dst in rw_mounts:
-            mounts.append(_bind(src, dst, ro=False))
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -448,6 +446,15 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        for node in block_devices:
+            rdev = os.stat(node).st_rdev
+            major, minor = os.major(rdev), os.minor(rdev)
+            spec["linux"].setdefault("devices", []).append(
+                {"path": str(node), "type": "b", "major": major, "minor": minor, "fileMode": 0o660, "uid": 0, "gid": 0}
+            )
+            resources.setdefault("devices", []).append(
+                {"allow": True, "type": "b", "major": major, "minor": minor, "access": "rw"}
+            )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
@@ -466,7 +473,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
-        rw_mounts: (host source, container destination) read-write binds.
+        block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

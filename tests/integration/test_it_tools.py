@@ -232,11 +232,11 @@ def test_diskstats_and_iostat_show_the_containers_own_io(containerfs_mount, runc
 
 
 @pytest.fixture
-def loop_disk(tmp_path):
-    """An ext4 loop device backed by a file in tmp_path, mounted in tmp_path; detached afterwards.
+def loop_device(tmp_path):
+    """A loop device backed by a file in tmp_path, detached afterwards.
 
-    Request it before the containers: a container's mount namespace keeps the filesystem,
-    hence the device, busy until the container is deleted.
+    The container writes to the device node itself: a filesystem mounted on the host
+    would be copied into every mount namespace created meanwhile and keep the device busy.
     """
     backing = tmp_path / "disk.img"
     with open(backing, "wb") as f:
@@ -244,19 +244,10 @@ def loop_disk(tmp_path):
     dev = subprocess.run(
         ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True, timeout=30
     ).stdout.strip()
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    mounted = False
     try:
-        subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True, timeout=60)
-        subprocess.run(["mount", dev, str(mnt)], check=True, capture_output=True, timeout=30)
-        mounted = True
-        os.chmod(mnt, 0o777)
         st = os.stat(dev)
-        yield Path(dev).name, os.major(st.st_rdev), os.minor(st.st_rdev), mnt
+        yield dev, os.major(st.st_rdev), os.minor(st.st_rdev)
     finally:
-        if mounted and subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
         subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
         # A device still open (udev probing it) is detached when closed: wait for that.
         deadline = time.monotonic() + 30
@@ -274,15 +265,16 @@ def _sections(out):
     return dict(part.split("\n", 1) for part in out.split("=== ")[1:])
 
 
-WRITE_8M = "(sleep 0.3; dd if=/dev/zero of=/data/{} bs=1M count=8 oflag=direct 2>/dev/null) & "
+WRITE_8M = "(sleep 0.3; dd if=/dev/zero of={} bs=1M count=8 seek={} oflag=direct 2>/dev/null) & "
 
 
-def test_io_vm_and_cpu_tools_show_the_container(loop_disk, containerfs_mount, runc_container, tmp_path):
+def test_io_vm_and_cpu_tools_show_the_container(loop_device, containerfs_mount, runc_container, tmp_path):
     """One CPU, I/O on a loop device: every tool's figures are the container's, not the host's."""
-    name, major, minor, mnt = loop_disk
+    dev, major, minor = loop_device
+    name = Path(dev).name
     # The host writes 32 MiB first: a view showing the host's counters would count them.
     subprocess.run(
-        ["dd", "if=/dev/zero", f"of={mnt}/host", "bs=1M", "count=32", "oflag=direct"],
+        ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=32", "seek=96", "oflag=direct"],
         check=True,
         capture_output=True,
         timeout=60,
@@ -290,10 +282,10 @@ def test_io_vm_and_cpu_tools_show_the_container(loop_disk, containerfs_mount, ru
     # v1 counts a cgroup's I/O on a device only once a throttle rule names it.
     rule = {"major": major, "minor": minor, "rate": 10**10}
     script = (
-        "dd if=/dev/zero of=/data/a bs=1M count=16 oflag=direct 2>/dev/null; "
-        "echo '=== iostat'; " + WRITE_8M.format("b") + "iostat -d -k 1 2; wait; "
-        "echo '=== vmstat'; " + WRITE_8M.format("c") + "vmstat 1 2; wait; "
-        "echo '=== sar'; " + WRITE_8M.format("d") + "sar -d -p 1 1; wait; "
+        f"dd if=/dev/zero of={dev} bs=1M count=16 oflag=direct 2>/dev/null; "
+        "echo '=== iostat'; " + WRITE_8M.format(dev, 16) + "iostat -d -k 1 2; wait; "
+        "echo '=== vmstat'; " + WRITE_8M.format(dev, 24) + "vmstat 1 2; wait; "
+        "echo '=== sar'; " + WRITE_8M.format(dev, 32) + "sar -d -p 1 1; wait; "
         "echo '=== counts'; getconf _NPROCESSORS_CONF; getconf _NPROCESSORS_ONLN; nproc --all; "
         "lscpu | grep '^CPU(s):'; ls -d /sys/devices/system/cpu/cpu[0-9]*; "
         f"echo '=== files'; cat /sys/block/{name}/stat; grep -E '^(pgpgin|pgpgout) ' /proc/vmstat; "
@@ -304,7 +296,7 @@ def test_io_vm_and_cpu_tools_show_the_container(loop_disk, containerfs_mount, ru
             ["sh", "-c", script],
             cpus="1",
             block_io={"throttleReadBpsDevice": [rule], "throttleWriteBpsDevice": [rule]},
-            rw_mounts=[(mnt, "/data")],
+            block_devices=[dev],
             hooks={"createRuntime": [_hook(containerfs_mount.mountpoint, tmp_path / "hook.log")]},
         )
     )
