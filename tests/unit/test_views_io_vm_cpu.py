@@ -284,3 +284,46 @@ def test_the_daemon_serves_every_target_it_binds() -> None:
     assert len(targets) == 8 + 1 + 6  # the proc views, the cpu directory, 3 disks and 3 partitions
     for target in targets:
         assert fs.is_dir(target) == (target == "sys/devices/system/cpu")
+
+
+def test_the_watcher_plans_every_container_again_when_a_device_appears(tmp_path: Path) -> None:
+    from containerfs.inject.attach import ViewSource
+    from containerfs.inject.service import InjectionService
+
+    mountpoint = tmp_path / "views"
+    (mountpoint / "proc").mkdir(parents=True)
+    (mountpoint / "proc/meminfo").write_text("x\n")
+    service = InjectionService(str(mountpoint), "/proc", str(tmp_path / "run"), None)
+    source = ViewSource(str(mountpoint), "containerfs:x", "0:1", ("proc/meminfo",))
+    service._seen = {"mnt:[1]", "mnt:[2]"}
+    assert service._refresh(source) is source and service._seen == {"mnt:[1]", "mnt:[2]"}  # nothing new
+    (mountpoint / "sys/devices/virtual/block/loop9").mkdir(parents=True)
+    (mountpoint / "sys/devices/virtual/block/loop9/stat").write_text("0\n")
+    refreshed = service._refresh(source)
+    assert refreshed.views == ("proc/meminfo", "sys/devices/virtual/block/loop9/stat")
+    assert service._seen == set()  # every container is looked at again on this pass
+
+
+def test_stat_idle_never_goes_backwards_when_the_container_looks_younger(tmp_path: Path) -> None:
+    """A later start time (another init, clock skew) shrinks the age: served idle holds its floor."""
+    import shutil
+
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    fs = make_fs(root)
+
+    def idles() -> list[int]:
+        text = fs.render_path("proc/stat", WEB_INIT).decode()
+        return [int(line.split()[4]) for line in text.splitlines() if line.startswith("cpu")]
+
+    before = idles()
+    stat_file = root / "proc" / str(WEB_INIT) / "stat"
+    head, _, tail = stat_file.read_text().rpartition(")")
+    fields = tail.split()
+    fields[19] = str(int(fields[19]) + 100_000)  # started 1000 s later
+    stat_file.write_text(head + ") " + " ".join(fields) + "\n")
+    fs.resolver._recent = type(fs.resolver._recent)(0.0)
+    assert idles() == before
+    # without the floor (a fresh daemon) the younger container's idle is 1000 s less per CPU
+    fresh = make_fs(root).render_path("proc/stat", WEB_INIT).decode().splitlines()[1]
+    assert int(fresh.split()[4]) == before[1] - 100_000
