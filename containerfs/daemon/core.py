@@ -25,6 +25,8 @@ from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
 from containerfs.daemon.tracking import StateRegistry
+from containerfs.host import roots
+from containerfs.host.errors import Unavailable
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache, read_text
 from containerfs.host.ttl import TtlCache
@@ -35,9 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class Options(NamedTuple):
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
-    cgroup_root: str = "/sys/fs/cgroup"
+    proc_root: str = roots.PROC_ROOT
+    sys_root: str = roots.SYS_ROOT
+    cgroup_root: str = roots.CGROUP_ROOT
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
@@ -202,9 +204,9 @@ class ContainerFS:
             return text.encode()
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
-            # Vanished processes and cgroups, missing or malformed files are expected;
-            # anything else is a bug, logged with its traceback.
-            expected = isinstance(err, (OSError, ValueError, LookupError))
+            # Vanished processes and cgroups, absent hierarchies, unreadable or malformed
+            # files are expected; anything else is a bug, logged with its traceback.
+            expected = isinstance(err, (OSError, Unavailable))
             if not expected:
                 self.stats.error()
             self._errors.warning(

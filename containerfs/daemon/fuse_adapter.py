@@ -4,10 +4,9 @@ Every kernel round trip costs more than computing a small view, so the adapter a
 the ones it can: long entry/attr/negative timeouts (the tree never changes) and no flush
 handler (answered ENOSYS once, then the kernel stops sending it).  A read is then OPEN,
 READ, READ at EOF and RELEASE; lxcfs needs seven requests.  No open or release handler
-either: libfuse answers those itself, so only the two READs call Python (measured with
-the views' computation taken out: 139 instead of 185 us of daemon CPU per read, 1.14x
-instead of 0.88x lxcfs's reads/s with one reader).  Writes never arrive: the mount is
-read-only, so the kernel refuses them with EROFS.
+either: libfuse answers those itself, so only the two READs call Python
+(benchmarks/bench_reads.py --floor measures what that saves).  Writes never arrive: the
+mount is read-only, so the kernel refuses them with EROFS.
 """
 
 from __future__ import annotations
@@ -139,8 +138,8 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         adapter,
         mountpoint,
         foreground=foreground,
-        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop measured
-        # 0.2x the reads/s of this single thread with 4 concurrent readers.
+        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop served
+        # concurrent readers slower than this single thread (bench_reads.py, README).
         nothreads=True,
         ro=True,
         allow_other=True,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 # Positions (0-based, after the name) of the counters a cgroup can supply.
 READS, SECTORS_READ, WRITES, SECTORS_WRITTEN = 0, 2, 4, 6
 DISCARDS, SECTORS_DISCARDED = 11, 13
@@ -20,6 +22,7 @@ class DiskLine(NamedTuple):
     counters: tuple[int, ...]
 
 
+@parser
 def parse_diskstats(text: str) -> list[DiskLine]:
     disks = []
     for line in text.splitlines():
@@ -35,6 +38,7 @@ def render_diskstats(disks: list[DiskLine]) -> str:
     return "".join(f"{d.major:4d} {d.minor:7d} {d.name} " + " ".join(str(v) for v in d.counters) + "\n" for d in disks)
 
 
+@parser
 def parse_block_stat(text: str) -> tuple[int, ...]:
     return tuple(map(int, text.split()))
 

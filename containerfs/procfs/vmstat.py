@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from containerfs.host.errors import parser
 
+
+@parser
 def parse_vmstat(text: str) -> list[tuple[str, int]]:
     fields = []
     for line in text.splitlines():

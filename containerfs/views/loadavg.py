@@ -8,9 +8,8 @@ would name nothing the container can see).
 
 from __future__ import annotations
 
-from containerfs.host.fsread import read_text
+from containerfs.host.proc import ProcFS
 from containerfs.procfs.loadavg import LoadAvg, render_loadavg
-from containerfs.procfs.process import parse_proc_status
 from containerfs.views.base import View, ViewContext, proc_file
 
 
@@ -25,9 +24,9 @@ def namespace_last_pid(reader_nspid: list[int], task_nspid: list[int] | None) ->
 
 def _nspid(ctx: ViewContext, pid: int) -> list[int] | None:
     try:
-        return parse_proc_status(read_text(f"{ctx.host.proc_root}/{pid}/status")).nspid
+        return ProcFS(ctx.host.proc_root).process(pid).status().nspid
     except (OSError, ValueError):
-        return None  # exited since the sample
+        return None  # exited since the sample (ProcessGone), or a kernel without NSpid
 
 
 def render(ctx: ViewContext) -> str:
