@@ -123,7 +123,16 @@ def _attach_before_start(
 
 
 def docker_args(mountpoint: str) -> str:
+    from containerfs.views.overlays import bind_targets
     from containerfs.views.registry import VIEWS
 
     mountpoint = os.path.abspath(mountpoint)
-    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in VIEWS)
+    # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
+    # block devices' stat files come with the OCI hook, `inject` or the watcher.
+    targets = [v for v in bind_targets(VIEWS) if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in targets)
+
+
+_SPEC_PROC_MOUNTS = {
+    f"proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg")
+}
