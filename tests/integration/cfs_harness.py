@@ -102,6 +102,57 @@ def force_unmount(path):
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=20)
 
 
+def _unescape_mountinfo(field):
+    # mountinfo octal-escapes space, tab, newline and backslash.
+    return field.encode().decode("unicode_escape")
+
+
+def stray_views(mountpoint=None):
+    """Every containerfs mount on the machine that is neither a view file at its own target
+    nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
+
+    mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
+    Allowed: a view file mounted at its target (/proc/meminfo), also under a rootfs prefix
+    (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
+    own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
+    """
+    targets = {"/" + rel for rel in VIEW_FILES}
+    source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
+    stray = []
+    seen = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/mnt")
+            if ns in seen:
+                continue
+            with open(f"/proc/{entry}/mountinfo") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue  # exited while we looked, or a kernel thread
+        seen.add(ns)
+        for line in lines:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, src = fields[sep + 1], fields[sep + 2]
+            if fstype != "fuse.containerfs" or (source is not None and src != source):
+                continue
+            root, where = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
+            whole_copy = root == "/"
+            at_target = root in targets and where.endswith(root)
+            if where == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), where, root, src))
+    return stray
+
+
+def assert_no_stray_views(mountpoint=None):
+    """Check every mount namespace on the machine: no containerfs mount at "/" or outside
+    the view targets (see stray_views).  Use after every lifecycle step."""
+    stray = stray_views(mountpoint)
+    assert not stray, f"containerfs mounts outside view targets (pid, at, root, source): {stray}"
+
+
 class FuseDaemon:
     """A FUSE daemon running in the foreground as a child of the test process."""
 
