@@ -404,7 +404,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             f"lxc.hook.mount = {hook}",
         ]
         config.write_text("\n".join(line for line in lines if line) + "\n")
-        env = dict(self.env, CONTAINERFS_MOUNTPOINT=str(mountpoint), PATH=f"{self.bin}:{os.environ['PATH']}")
+        # The packaged hook finds the daemon's mountpoint and its containerfs in its environment,
+        # which LXC hands down from lxc-start.
+        env = dict(
+            self.env,
+            CONTAINERFS_MOUNTPOINT=str(mountpoint),
+            CONTAINERFS=str(self.bin / "containerfs"),
+            PATH=f"{self.bin}:{os.environ['PATH']}",
+        )
         self.lxc("lxc-start", box.name, "-l", "INFO", "-o", self.lxcpath / f"{box.name}.log", env=env)
         state = self.lxc("lxc-wait", box.name, "-s", "RUNNING", "-t", "10", check=False)
         if state.returncode != 0:
