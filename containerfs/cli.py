@@ -128,7 +128,12 @@ def _injection(args: argparse.Namespace) -> int:
         return commands.oci_hook(args.mountpoint, args.require_daemon, args.proc_root, sys.stdin, args.log_file)
     if args.command == "lxc-hook":
         return commands.lxc_hook(args.mountpoint, args.require_daemon, args.proc_root, args.log_file)
-    print(commands.docker_args(args.mountpoint))
+    try:
+        flags = commands.docker_args(args.mountpoint)
+    except commands.NotServing as err:
+        print(f"containerfs: {err}", file=sys.stderr)
+        return 1
+    print(flags)
     return 0
 
 
