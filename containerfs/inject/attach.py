@@ -72,17 +72,18 @@ def host_roots(proc_root: str) -> set[tuple[str, str] | None]:
 
 
 def is_host_namespace(pid: int | str, proc_root: str) -> bool:
-    """Whether pid's mount namespace is the host's (pid 1's) or, for another process, ours.
+    """Whether pid's mount namespace is the host's (init's or kthreadd's) or, for another process, ours.
 
     "self" is a hook that runs inside the container's namespace (createContainer, LXC's
     mount hook): there our own namespace is the container's.
     """
     mntns = os.readlink(f"{proc_root}/{pid}/ns/mnt")
     hosts = set()
-    # pid 1 may be hidden from us (a pod without hostPID); then our own is the host's.
-    with contextlib.suppress(OSError):
-        hosts.add(os.readlink(f"{proc_root}/1/ns/mnt"))
-    if pid != "self" or not hosts:
+    # pid 1 may be hidden from us (a sandboxing init); kthreadd is always the host's.
+    for host_pid in (1, 2):
+        with contextlib.suppress(OSError):
+            hosts.add(os.readlink(f"{proc_root}/{host_pid}/ns/mnt"))
+    if pid != "self":
         hosts.add(os.readlink(f"{proc_root}/self/ns/mnt"))
     return mntns in hosts
 

@@ -27,9 +27,9 @@ class WatchPolicy(NamedTuple):
 # Set to "true" on a container (OCI annotation, Kubernetes pod annotation) to keep the
 # host's files in it.
 SKIP_ANNOTATION = "io.containerfs.skip"
-# Set to a daemon's mountpoint: only that daemon gives the container views.  Several
-# daemons on one host (a packaged one watching every container, a test suite's own) then
-# never stack their views in one container.
+# Set to a daemon's mountpoint (or a glob of mountpoints): only that daemon gives the
+# container views.  Several daemons on one host (a packaged one watching every container,
+# a test suite's own) then never stack their views in one container.
 MOUNTPOINT_ANNOTATION = "io.containerfs.mountpoint"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -39,6 +39,6 @@ def declined(annotations: Mapping[str, str], mountpoint: str) -> str:
     if str(annotations.get(SKIP_ANNOTATION, "")).strip().lower() in _TRUE:
         return f"it opted out ({SKIP_ANNOTATION})"
     wanted = annotations.get(MOUNTPOINT_ANNOTATION)
-    if wanted is not None and os.path.normpath(str(wanted)) != os.path.normpath(mountpoint):
+    if wanted is not None and not fnmatch.fnmatchcase(os.path.normpath(mountpoint), os.path.normpath(str(wanted))):
         return f"it takes its views from {wanted} ({MOUNTPOINT_ANNOTATION})"
     return ""

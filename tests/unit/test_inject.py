@@ -228,6 +228,8 @@ def test_skip_annotation(tmp_path: Path, value: str, skip: bool) -> None:
         ({"io.containerfs.mountpoint": "/var/lib/containerfs"}, "/var/lib/containerfs", False),
         ({"io.containerfs.mountpoint": "/var/lib/containerfs/"}, "/var/lib/containerfs", False),
         ({"io.containerfs.mountpoint": "/tmp/test-mnt"}, "/var/lib/containerfs", True),
+        ({"io.containerfs.mountpoint": "/tmp/pytest-1/*"}, "/tmp/pytest-1/containerfs0", False),
+        ({"io.containerfs.mountpoint": "/tmp/pytest-1/*"}, "/var/lib/containerfs", True),
         (
             {"io.containerfs.mountpoint": "/var/lib/containerfs", "io.containerfs.skip": "on"},
             "/var/lib/containerfs",
