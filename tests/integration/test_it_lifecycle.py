@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from cfs_harness import PREFIX, REPO_ROOT, SESSION, assert_no_stray_views, is_mounted
+from cfs_harness import PREFIX, REPO_ROOT, SESSION, assert_no_stray_views, force_unmount, is_mounted
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,17 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
     return False
 
 
-def host_mountinfo():
+def host_mountinfo(*under):
+    """The host's mounts at "/", under /proc and /sys, and under the given paths (other
+    helpers mount and unmount elsewhere on this machine all the time)."""
+    roots = ("/proc", "/sys", *map(str, under))
     with open("/proc/self/mountinfo") as f:
-        return f.read()
+        lines = f.read().splitlines()
+    return [
+        line
+        for line in lines
+        if line.split()[4] == "/" or any(line.split()[4] == r or line.split()[4].startswith(r + "/") for r in roots)
+    ]
 
 
 @pytest.fixture
@@ -140,14 +148,14 @@ def test_umount_of_a_dead_mount_detaches_it(views, runc_container):
 
 
 @pytest.mark.parametrize(
-    "args", [("/nonexistent-containerfs-mountpoint",), ("/proc",), ("--timeout", "x", "/tmp")], ids=str
+    "args", [("/nonexistent-containerfs-mountpoint",), ("/proc",), ("--timeout", "0", "/tmp")], ids=str
 )
 def test_umount_of_something_else_says_why_and_changes_nothing(tmp_path, args):
-    before = host_mountinfo()
+    before = host_mountinfo(tmp_path)
     result = cfs("umount", "--run-dir", tmp_path / "run", *args)
     assert result.returncode != 0
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert host_mountinfo() == before
+    assert host_mountinfo(tmp_path) == before
 
 
 def test_unmounted_from_outside_the_daemon_stops_cleanly_within_5s(views, runc_container):
@@ -179,7 +187,9 @@ def test_umount_times_out_with_a_clear_message(views):
 def test_a_new_daemon_waits_for_a_predecessor_that_is_still_stopping(views, tmp_path):
     # The predecessor's pid file, locked: it has unmounted and is taking views out.
     views.run_dir.mkdir(mode=0o700)
-    pid_file = views.run_dir / "{}.pid".format(str(views.mountpoint).strip("/").replace("/", "-"))
+    from containerfs.daemon.mount import pid_path
+
+    pid_file = pid_path(str(views.run_dir), str(views.mountpoint))
     with open(pid_file, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write(f"{os.getpid()}\n")
@@ -193,15 +203,15 @@ def test_a_new_daemon_waits_for_a_predecessor_that_is_still_stopping(views, tmp_
         )
         try:
             time.sleep(1.5)
-            assert not is_mounted(views.mountpoint), "mounted while the predecessor was still stopping"
-        finally:
+            early = is_mounted(views.mountpoint)
             fcntl.flock(held, fcntl.LOCK_UN)
-    try:
-        assert wait_until(lambda: is_mounted(views.mountpoint), timeout=10)
-        assert time.monotonic() - started >= 1.5
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+            assert not early, "mounted while the predecessor was still stopping"
+            assert wait_until(lambda: is_mounted(views.mountpoint), timeout=10)
+            assert time.monotonic() - started >= 1.5
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+            force_unmount(views.mountpoint)
     assert f"waiting for the daemon (pid {os.getpid()})" in err
     assert not is_mounted(views.mountpoint)
 
@@ -275,15 +285,15 @@ def test_oci_hook_with_a_host_pid_binds_nothing(views, tmp_path):
     (bundle / "config.json").write_text(json.dumps({"root": {"path": "/"}}))
     log = tmp_path / "hook.log"
     for pid in (2, os.getpid()):
-        before = host_mountinfo()
+        before = host_mountinfo(tmp_path)
         state = json.dumps({"id": "evil", "pid": pid, "bundle": str(bundle)})
         result = cfs("oci-hook", "--mountpoint", views.mountpoint, "--log-file", log, stdin=state)
         assert result.returncode == 0
-        assert host_mountinfo() == before
+        assert host_mountinfo(tmp_path) == before
         assert "host's mount namespace" in log.read_text()
         result = cfs("oci-hook", "--mountpoint", views.mountpoint, "--require-daemon", stdin=state)
         assert result.returncode == 1
-        assert host_mountinfo() == before
+        assert host_mountinfo(tmp_path) == before
     assert_no_stray_views(views.mountpoint)
 
 
@@ -298,11 +308,11 @@ def test_oci_hook_with_a_host_pid_binds_nothing(views, tmp_path):
 )
 def test_oci_hook_fails_open_on_malformed_input(tmp_path, state, config):
     (tmp_path / "config.json").write_text(json.dumps(config))
-    before = host_mountinfo()
+    before = host_mountinfo(tmp_path)
     result = cfs("oci-hook", "--mountpoint", tmp_path / "none", stdin=state.replace("BUNDLE", str(tmp_path)))
     assert result.returncode == 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert host_mountinfo() == before
+    assert host_mountinfo(tmp_path) == before
 
 
 def test_watcher_honours_skip_and_never_stacks_over_the_containers_own_binds(views, runc_container, tmp_path):
