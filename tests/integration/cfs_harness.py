@@ -388,6 +388,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        rbind_mounts=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -425,6 +426,8 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
+        for src, dst in rbind_mounts:  # with every mount below src, like docker's `-v /:/rootfs`
+            mounts.append({"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -448,8 +451,9 @@ class ContainerFactory:
         spec["linux"]["cgroupsPath"] = cgroups_path
         if hooks:
             spec["hooks"] = hooks
-        if annotations:
-            spec["annotations"] = annotations
+        # Only this test's own daemons (their mountpoints are under tmp_path) give these
+        # containers views: a packaged daemon watching every container declines them.
+        spec["annotations"] = {"io.containerfs.mountpoint": f"{self.tmp_path}/*", **(annotations or {})}
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
@@ -461,6 +465,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        rbind_mounts: the same, recursive (the mounts below the source come along).
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.
