@@ -29,7 +29,8 @@ from engines import LIMIT, NAME, Engines, missing_engine_tools, write_oci_hook
 
 pytestmark = pytest.mark.integration
 
-LIVE_WITHIN = 1.0  # seconds after the new daemon serves
+LIVE_WITHIN = 1.0
+UMOUNT_CONTAINERS = 20  # seconds after the new daemon serves
 HEAL_TIMES = {}  # (restart kind, container) -> (seconds from start command, from serving)
 
 
@@ -54,15 +55,23 @@ def engines(request):
     finally:
         errors = eng.teardown()
         signal.signal(signal.SIGTERM, previous)
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and HEAL_TIMES:
-            reporter.write_line("")
-            reporter.write_line("heal times (s): restart kind, container: from the start command / from serving")
-            for (kind, box), (from_start, from_ready) in sorted(HEAL_TIMES.items()):
-                reporter.write_line(f"  {kind:10} {box:42} {from_start:6.3f} / {from_ready:6.3f}")
+        report_heal_times(request.config)
         if errors:
             sys.stderr.write(f"\nengine teardown problems: {errors}\n")
         assert not errors, errors
+
+
+def report_heal_times(config):
+    """Print the heal times past pytest's output capture (they are the matrix's measurement)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or not HEAL_TIMES:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line("")
+        reporter.write_line("heal times (s): restart kind, container: from the start command / from serving")
+        for (kind, box), (from_start, from_ready) in sorted(HEAL_TIMES.items()):
+            reporter.write_line(f"  {kind:10} {box:48} {from_start:6.3f} / {from_ready:6.3f}")
 
 
 class Views:
@@ -100,6 +109,11 @@ class Views:
     def dev(self):
         return os.stat(self.mountpoint / "proc/meminfo").st_dev
 
+    def served(self):
+        """The files the daemon serves, relative to its mountpoint (proc/meminfo, ...)."""
+        top = self.mountpoint
+        return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, files in os.walk(top) for f in files)
+
     def stop(self):
         if self.daemon is not None:
             self.daemon.stop()
@@ -126,7 +140,8 @@ class Fleet:
         self.boxes = {}
         self.shell = None
 
-    def launch(self):
+    def launch(self, extra=0):
+        """extra: that many more `docker run $(containerfs docker-args)` containers."""
         eng, mp = self.engines, self.views.mountpoint
         hook_log = eng.root / f"oci-hook-{mp.name}.log"
         write_oci_hook(eng.hooks_dir, eng.bin / "containerfs", mp, hook_log)
@@ -146,6 +161,10 @@ class Fleet:
         self.boxes["podman-crun/hooks.d"] = eng.podman_run("pcrun", "crun", cgroup_parent=self.views.cgroup("podman"))
         self.boxes["lxc/lxc.hook.mount"] = eng.lxc_run("lxc", REPO_ROOT / "packaging/lxc/containerfs-mount-hook", mp)
         self.boxes["ctr/watcher"] = eng.ctr_run("ctr", cgroup_parent=self.views.cgroup("ctr"))
+        for n in range(extra):
+            self.boxes[f"docker/docker-args #{n + 2}"] = eng.docker_run(
+                "extra", *dargs, route="docker-args", cgroup_parent=self.views.cgroup("dargs")
+            )
         # A host shell in its own mount namespace: a private copy of the whole mountpoint.
         self.shell = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
@@ -189,28 +208,29 @@ class Fleet:
         return errors
 
 
-def view_live(box, dev):
-    """The container's /proc/meminfo is served by the daemon with superblock dev, and reads.
+def view_live(box, dev, served):
+    """Every served view in the container is the daemon's with superblock dev, and meminfo reads.
 
     Looked at from the host through /proc/PID/root, so no exec per poll: the path walk
     follows the container's own mount table."""
-    path = f"/proc/{box.pid()}/root/proc/meminfo"
+    root = f"/proc/{box.pid()}/root/"
     try:
-        if os.stat(path).st_dev != dev:
+        if any(os.stat(root + rel).st_dev != dev for rel in served):
             return False
-        with open(path, "rb") as f:
+        with open(root + "proc/meminfo", "rb") as f:
             return bool(f.read(64))
     except OSError:
         return False
 
 
-def wait_live(boxes, dev, timeout):
-    """Poll every container until its view is live; returns {key: monotonic time} (None: never)."""
+def wait_live(boxes, views, timeout):
+    """Poll every container until its views are live; returns {key: monotonic time} (None: never)."""
+    dev, served = views.dev(), views.served()
     done = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(boxes) and time.monotonic() < deadline:
         for key, box in boxes.items():
-            if key not in done and view_live(box, dev):
+            if key not in done and view_live(box, dev, served):
                 done[key] = time.monotonic()
         time.sleep(0.01)
     return {key: done.get(key) for key in boxes}
@@ -253,7 +273,8 @@ def fleet(engines, request):
     errors = []
     try:
         views.start()
-        fleet.launch()
+        # The umount test measures the stop with 20 containers, as the issue asks.
+        fleet.launch(extra=UMOUNT_CONTAINERS - 7 if label == "umount" else 0)
         yield fleet
     finally:
         errors += fleet.teardown()
@@ -269,7 +290,7 @@ def route_fleet(engines, request):
     try:
         views.start()
         fleet.launch()
-        fleet.first_live = wait_live(fleet.boxes, views.dev(), timeout=10)
+        fleet.first_live = wait_live(fleet.boxes, views, timeout=10)
         yield fleet
     finally:
         fleet.teardown()
@@ -329,7 +350,7 @@ RESTARTS = ["kill-9", "umount", "clean-stop"]
 @pytest.mark.parametrize("kind", RESTARTS)
 def test_restart_heals_every_engine(fleet, kind):
     views, boxes = fleet.views, fleet.boxes
-    first = wait_live(boxes, views.dev(), timeout=10)
+    first = wait_live(boxes, views, timeout=10)
     assert all(first.values()), "views not live before the restart:\n" + describe(boxes, first)
     own = fleet.namespaces()
     problems = []
@@ -353,7 +374,7 @@ def test_restart_heals_every_engine(fleet, kind):
             problems.append(f"containerfs umount rc={result.returncode}: {result.stderr.strip()}")
         try:
             old.proc.wait(timeout=1)
-            HEAL_TIMES[(kind, "umount to daemon exit")] = (time.monotonic() - started, 0.0)
+            HEAL_TIMES[(kind, f"umount to daemon exit, {len(boxes)} containers")] = (time.monotonic() - started, 0.0)
         except subprocess.TimeoutExpired:
             # Starting a new daemon next to a live old one is what once mounted over the
             # host's "/": never here.  kill -9 writes no record.
@@ -367,13 +388,16 @@ def test_restart_heals_every_engine(fleet, kind):
     started = time.monotonic()
     views.start()
     ready = time.monotonic()
-    dev = views.dev()
-    live = wait_live(boxes, dev, timeout=LIVE_WITHIN + 4)
+    live = wait_live(boxes, views, timeout=LIVE_WITHIN + 4)
     for key, at in live.items():
         if at is None:
             problems.append(f"{key}: views not live {LIVE_WITHIN + 4:.0f} s after the new daemon served")
             continue
-        HEAL_TIMES[(kind, key)] = (at - started, at - ready)
+        name = key.split(" #")[0]
+        if same_route := sum(k.split(" #")[0] == name for k in boxes) - 1:
+            name += f" (slowest of {same_route + 1})"
+        previous = HEAL_TIMES.get((kind, name), (0.0, 0.0))
+        HEAL_TIMES[(kind, name)] = max(previous, (at - started, at - ready))
         if at - ready > LIVE_WITHIN:
             problems.append(f"{key}: views live only {at - ready:.2f} s after the new daemon served")
 
