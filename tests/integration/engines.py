@@ -30,6 +30,21 @@ DOCKER = shutil.which("docker", path="/usr/bin") or "docker"  # the docker.io cl
 PROCPS_TOOLS = ("free", "top", "uptime")
 # Container memory limit: every view test checks MemTotal against it.
 LIMIT = 256 * 1024 * 1024
+# Directories the engines create on the host whatever their roots: containerd 1.6 its shims'
+# sockets, dockerd its plugin directory, podman its network run directory, LXC its locks.
+HOST_RUN_DIRS = (
+    "/run/containerd/s",
+    "/run/containerd/fifo",
+    "/run/containerd/runc",
+    "/run/containerd",
+    "/run/docker/plugins",
+    "/run/docker",
+    "/run/containers/networks",
+    "/run/containers",
+    "/run/lxc/lock/tmp",
+    "/run/lxc/lock",
+    "/run/lxc",
+)
 # Mounts a `podman` run by crun must not see: crun refuses a hybrid layout's cgroup2 tree.
 UNIFIED = "/sys/fs/cgroup/unified"
 
@@ -160,7 +175,7 @@ class Engines:
         self.procs = {}
         self.boxes = []
         self.env = dict(os.environ, DOCKER_CONFIG=str(self.root / "docker-client"), TMPDIR=str(self.root / "tmp"))
-        self._run_containerd_existed = os.path.exists("/run/containerd")
+        self._host_dirs_before = {d for d in HOST_RUN_DIRS if os.path.exists(d)}
         self.image = f"local/{NAME}:1"
 
     # ----------------------------------------------------------------- start
@@ -451,7 +466,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             return ["lxc-attach", "-P", self.lxcpath, "-n", box.name, "--", *argv]
         if box.engine == "ctr":
             exec_id = "x" + uuid.uuid4().hex[:8]
-            return ["ctr", "--address", self.sock, "-n", NAME, "task", "exec", "--exec-id", exec_id, box.name, *argv]
+            return [
+                *("ctr", "--address", self.sock, "-n", NAME, "task", "exec", "--fifo-dir", self.root / "fifo"),
+                *("--exec-id", exec_id, box.name, *argv),
+            ]
         raise ValueError(box.engine)
 
     def init_pid(self, box):
@@ -524,9 +542,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         shutil.rmtree(self.root, ignore_errors=True)
         if self.root.exists():
             errors.append(f"{self.root} not removed")
-        if not self._run_containerd_existed:
-            # containerd 1.6 puts its shims' sockets under /run/containerd whatever its state dir.
-            for d in ("/run/containerd/s", "/run/containerd"):
+        # LXC locks each container under /run/lxc/lock/<lxcpath>: ours go with our root.
+        shutil.rmtree(f"/run/lxc/lock/{str(self.root).lstrip('/')}", ignore_errors=True)
+        for d in HOST_RUN_DIRS:  # deepest first; only empty ones this session brought in
+            if d not in self._host_dirs_before:
                 with contextlib.suppress(OSError):
                     os.rmdir(d)
         return errors

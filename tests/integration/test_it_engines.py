@@ -369,7 +369,7 @@ def test_restart_heals_every_engine(fleet, kind):
             old.proc.wait(timeout=10)
     else:
         started = time.monotonic()
-        result = cfs("umount", views.mountpoint, timeout=60)
+        result = cfs("umount", "--run-dir", views.run_dir, views.mountpoint, timeout=60)
         if result.returncode != 0:
             problems.append(f"containerfs umount rc={result.returncode}: {result.stderr.strip()}")
         try:
