@@ -29,9 +29,10 @@ from engines import LIMIT, NAME, Engines, missing_engine_tools, write_oci_hook
 
 pytestmark = pytest.mark.integration
 
-LIVE_WITHIN = 1.0
-UMOUNT_CONTAINERS = 20  # seconds after the new daemon serves
-HEAL_TIMES = {}  # (restart kind, container) -> (seconds from start command, from serving)
+LIVE_WITHIN = 1.0  # seconds after the new daemon serves
+UMOUNT_CONTAINERS = 20  # the umount restart also times the stop with this many containers
+# (restart kind, container) -> (seconds from the start command, seconds from serving)
+HEAL_TIMES: dict[tuple[str, str], tuple[float, float]] = {}
 
 
 def _interrupted(signum, frame):
