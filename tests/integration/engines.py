@@ -364,7 +364,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
-    def podman_run(self, label, runtime, *, route="hooks.d", cgroup_parent=None):
+    def podman_run(self, label, runtime, *options, route="hooks.d", cgroup_parent=None):
         box = Box(self, f"podman-{runtime}", self.unique(label), route)
         self.boxes.append(box)
         rootfs = self.root / f"rootfs-{box.name}"
@@ -386,6 +386,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "nofile=20000:20000",
             "--ulimit",
             "nproc=4096:4096",
+            *options,
             "--rootfs",
             rootfs,
             "/bin/sleep",
@@ -394,24 +395,37 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
+    def lxc_template(self):
+        """A busybox-template container, created once and never started: lxc_run copies it."""
+        name = f"{NAME}-template"
+        path = self.lxcpath / name
+        if not path.exists():
+            self.lxc("lxc-create", name, "-t", "busybox", "--", "--busybox-path", shutil.which("busybox"))
+            rootfs = path / "rootfs"
+            # The template's busybox copy is not always the static one; and procps's free is
+            # the tool under test (the template binds the host's /lib and /usr/lib for it).
+            for f in ("bin/busybox", "sbin/init"):
+                (rootfs / f).unlink(missing_ok=True)
+            shutil.copy2(shutil.which("busybox"), rootfs / "bin/busybox")
+            for tool in PROCPS_TOOLS:
+                (rootfs / "bin" / tool).unlink(missing_ok=True)
+                shutil.copy2(shutil.which(tool), rootfs / "bin" / tool)
+        return path
+
     def lxc_run(self, label, hook, mountpoint):
         """A busybox-template container whose lxc.hook.mount is hook (LXC runs it with
         LXC_ROOTFS_MOUNT set, in the container's mount namespace, before pivot_root)."""
         box = Box(self, "lxc", self.unique(label), "lxc.hook.mount")
         self.boxes.append(box)
-        self.lxc("lxc-create", box.name, "-t", "busybox", "--", "--busybox-path", shutil.which("busybox"))
-        rootfs = self.lxcpath / box.name / "rootfs"
-        # The template's busybox copy is not always the static one; and procps's free is
-        # the tool under test (the template binds the host's /lib and /usr/lib for it).
-        for f in ("bin/busybox", "sbin/init"):
-            (rootfs / f).unlink(missing_ok=True)
-        shutil.copy2(shutil.which("busybox"), rootfs / "bin/busybox")
-        for tool in PROCPS_TOOLS:
-            (rootfs / "bin" / tool).unlink(missing_ok=True)
-            shutil.copy2(shutil.which(tool), rootfs / "bin" / tool)
+        # lxc-create's template takes seconds: it runs once, its result is copied.
+        template = self.lxc_template()
+        shutil.copytree(template, self.lxcpath / box.name, symlinks=True)
         config = self.lxcpath / box.name / "config"
-        lines = [line for line in config.read_text().splitlines() if not line.startswith("lxc.net.0.")]
+        own = ("lxc.net.0.", "lxc.rootfs.path", "lxc.uts.name")
+        lines = [line for line in config.read_text().splitlines() if not line.startswith(own)]
         lines += [
+            f"lxc.rootfs.path = dir:{self.lxcpath / box.name / 'rootfs'}",
+            f"lxc.uts.name = {box.name}",
             "lxc.net.0.type = empty",
             "lxc.init.cmd = /bin/sleep 1000000",
             f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",

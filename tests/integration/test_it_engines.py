@@ -94,7 +94,7 @@ class Views:
 
     def argv(self):
         # The watcher only ever looks at this daemon's watcher-route cgroups, never a neighbour's.
-        watched = (self.cgroup("dwatch") + "/*", self.cgroup("ctr") + "/*")
+        watched = (self.cgroup("dwatch") + "/*", self.cgroup("ctr") + "/*", self.cgroup("pskip") + "/libpod-*")
         include = [arg for glob in watched for arg in ("--watch-include", glob)]
         return containerfs_argv(self.mountpoint, "--run-dir", str(self.run_dir), "--watch", *include)
 
@@ -324,6 +324,26 @@ def test_route_gives_the_container_its_limit(route_fleet, key):
 def test_busybox_cat_reads_the_view(route_fleet):
     """busybox cat copies with sendfile(2), which stops at st_size: the view must not look empty."""
     assert memtotal(route_fleet.boxes["docker/docker-args"], reader=("cat",)) == LIMIT
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_podman_opt_out_annotation_keeps_hook_and_watcher_out(route_fleet, runtime):
+    """io.containerfs.skip=true: the hooks.d hook and the watcher (its cgroup is watched; the
+    annotation is in the bundle the runc/crun state names) both leave the container alone."""
+    eng, views = route_fleet.engines, route_fleet.views
+    box = eng.podman_run(
+        f"skip{runtime}", runtime, "--annotation", "io.containerfs.skip=true", cgroup_parent=views.cgroup("pskip")
+    )
+    try:
+        time.sleep(2.5)  # the watcher scans every second and on every new cgroup
+        with open(f"/proc/{box.pid()}/mountinfo") as f:
+            ours = [line.strip() for line in f if f"containerfs:{views.mountpoint}" in line]
+        assert ours == [], f"{box} opted out but has views: {ours}"
+        p = box.exec("free", "-b")
+        assert p.returncode == 0, p.stderr
+        assert free_total(p.stdout) != LIMIT
+    finally:
+        eng.remove(box)
 
 
 def _keep_own_records(run_dir, own_namespaces):
