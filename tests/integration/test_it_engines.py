@@ -16,6 +16,7 @@ live again within 1 s of the new daemon serving.  The heal times are printed at 
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,6 +254,42 @@ def describe(boxes, live):
     return "\n".join(out)
 
 
+def misplaced_views(boxes, views):
+    """The strict form of the invariant inside our own running containers (their mount
+    tables as their init sees them): a mount of ours is a served view at exactly its own
+    target, or a copy of the whole mountpoint away from "/"; and no view is stacked twice."""
+    served = {"/" + rel for rel in views.served()}
+    source = f"containerfs:{views.mountpoint}"
+    problems = []
+    for key, box in boxes.items():
+        try:
+            with open(f"/proc/{box.pid()}/mountinfo") as f:
+                table = [line.split() for line in f]
+        except OSError as exc:
+            problems.append(f"{key}: cannot read its mount table: {exc}")
+            continue
+        at = []
+        for fields in table:
+            sep = fields.index("-")
+            if fields[sep + 2] != source:
+                continue
+            root, where = _unescape(fields[3]), _unescape(fields[4])
+            if root == "/" and where != "/":
+                continue  # a copy of the whole mountpoint (the -v /:/rootfs container)
+            if root not in served or where != root:
+                problems.append(f"{key}: a containerfs mount of {root!r} at {where!r}")
+            at.append(where)
+        stacked = sorted({w for w in at if at.count(w) > 1})
+        if stacked:
+            problems.append(f"{key}: views stacked at {stacked}")
+    return problems
+
+
+def _unescape(field):
+    # mountinfo octal-escapes space, tab, newline and backslash.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def memtotal(box, reader=("head", "-n", "1000")):
     """MemTotal in bytes as the container reads /proc/meminfo (busybox head: plain reads)."""
     p = box.exec(*reader, "/proc/meminfo")
@@ -315,6 +352,7 @@ def test_route_gives_the_container_its_limit(route_fleet, key):
     assert route_fleet.first_live[key] is not None, (
         f"{box}: no live containerfs view at /proc/meminfo within 10 s:\n{route_fleet.views.log_path.read_text()}"
     )
+    assert misplaced_views({key: box}, route_fleet.views) == []
     assert memtotal(box) == LIMIT
     p = box.exec("free", "-b")
     assert p.returncode == 0, p.stderr
@@ -426,6 +464,7 @@ def test_restart_heals_every_engine(fleet, kind):
         assert_no_stray_views(views.mountpoint)
     except AssertionError as exc:
         problems.append(str(exc))
+    problems += misplaced_views(boxes, views)
     for key, box in boxes.items():
         p = box.exec("ls", "/")
         if p.returncode != 0:
