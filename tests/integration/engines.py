@@ -177,6 +177,7 @@ class Engines:
         self.env = dict(os.environ, DOCKER_CONFIG=str(self.root / "docker-client"), TMPDIR=str(self.root / "tmp"))
         self._host_dirs_before = {d for d in HOST_RUN_DIRS if os.path.exists(d)}
         self.image = f"local/{NAME}:1"
+        (self.root / "owner.pid").write_text(str(os.getpid()))  # for sweep_dead_sessions
 
     # ----------------------------------------------------------------- start
 
@@ -471,6 +472,30 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
+    def host_shell(self):
+        """A host `unshare -m` shell (a sleep): a private copy of every mount, ours included.
+
+        It starts in a cgroup of ours, so that even a killed session's sweep finds it."""
+        cgroup = self.shell_cgroup()
+        cgroup.mkdir(exist_ok=True)
+
+        def enter():
+            (cgroup / "cgroup.procs").write_text("0")
+
+        return subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=enter,
+        )
+
+    @staticmethod
+    def shell_cgroup():
+        hierarchy = Path("/sys/fs/cgroup/pids")
+        if not hierarchy.is_dir():
+            hierarchy = Path("/sys/fs/cgroup")  # v2: one tree
+        return hierarchy / f"{NAME}-shells"
+
     def exec_argv(self, box, argv):
         if box.engine == "docker":
             return [DOCKER, "-H", f"unix://{self.docker_sock}", "exec", box.name, *argv]
@@ -544,20 +569,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         for key in ("dockerd", "containerd"):
             if key in self.procs:
                 attempt(f"stop {key}", stop_process, self.procs[key])
-        # Shims, conmon and LXC monitors outlive their engines: each names our root.
-        for pid in _processes_mentioning(str(self.root)):
-            attempt(f"kill {pid}", os.kill, pid, signal.SIGKILL)
-        attempt("cgroups", self._remove_cgroups)
-        for where in mounts_under(self.root):
-            run(["umount", "-l", where], check=False)
-        left = mounts_under(self.root)
-        if left:
-            errors.append(f"still mounted: {left}")
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self.root.exists():
-            errors.append(f"{self.root} not removed")
-        # LXC locks each container under /run/lxc/lock/<lxcpath>: ours go with our root.
-        shutil.rmtree(f"/run/lxc/lock/{str(self.root).lstrip('/')}", ignore_errors=True)
+        try:
+            errors += remove_root(self.root, NAME)
+        except Exception as exc:
+            errors.append(f"remove {self.root}: {exc!r}")
         for d in HOST_RUN_DIRS:  # deepest first; only empty ones this session brought in
             if d not in self._host_dirs_before:
                 with contextlib.suppress(OSError):
@@ -567,25 +582,78 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     def _docker_ids(self):
         return self.docker("ps", "-aq", check=False).stdout.split() or ["--"]
 
-    def _remove_cgroups(self):
-        """Kill what is left in our cgroups (LXC's payload and monitor ones included), then
-        remove them bottom-up in every hierarchy."""
-        failed = []
-        patterns = (f"{NAME}-*", f"lxc.payload.{NAME}-*", f"lxc.monitor.{NAME}-*")
-        for hier in cgroup_hierarchies():
-            for pattern in patterns:
-                for top in hier.glob(pattern):
-                    for root, _, _ in os.walk(top):
-                        try:
-                            pids = (Path(root) / "cgroup.procs").read_text().split()
-                        except OSError:
-                            continue
-                        for pid in pids:
-                            with contextlib.suppress(ProcessLookupError, ValueError):
-                                os.kill(int(pid), signal.SIGKILL)
-                    if not remove_cgroup_tree(top):
-                        failed.append(str(top))
-        return f"cgroups left: {failed}" if failed else None
+
+def remove_root(root, name):
+    """What is left of one session once its engines are stopped (or were never stopped, when
+    its test process was killed): every process that names its root (shims, conmon, LXC
+    monitors), its cgroups and what runs in them, runtime state naming its root, its mounts,
+    LXC's locks, the root itself.  Returns what could not be removed."""
+    errors = []
+    root = str(root)
+    for pid in _processes_mentioning(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    failed = _remove_cgroups(name)
+    if failed:
+        errors.append(f"cgroups left: {failed}")
+    # podman's runc and crun keep their state in the host's default roots.
+    for state in [*Path("/run/runc").glob("*/state.json"), *Path("/run/crun").glob("*/status")]:
+        with contextlib.suppress(OSError):
+            if root in state.read_text(errors="replace"):
+                shutil.rmtree(state.parent, ignore_errors=True)
+    for where in mounts_under(root):
+        run(["umount", "-l", where], check=False)
+    left = mounts_under(root)
+    if left:
+        errors.append(f"still mounted: {left}")
+    shutil.rmtree(root, ignore_errors=True)
+    if os.path.exists(root):
+        errors.append(f"{root} not removed")
+    # LXC locks each container under /run/lxc/lock/<lxcpath>.
+    shutil.rmtree(f"/run/lxc/lock/{root.lstrip('/')}", ignore_errors=True)
+    return errors
+
+
+def _remove_cgroups(name):
+    """Kill what is left in a session's cgroups (LXC's payload and monitor ones included),
+    then remove them bottom-up in every hierarchy; returns those that stay."""
+    failed = []
+    patterns = (f"{name}-*", f"lxc.payload.{name}-*", f"lxc.monitor.{name}-*")
+    for hier in cgroup_hierarchies():
+        for pattern in patterns:
+            for top in hier.glob(pattern):
+                for cgroup, _, _ in os.walk(top):
+                    try:
+                        pids = (Path(cgroup) / "cgroup.procs").read_text().split()
+                    except OSError:
+                        continue
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError, ValueError):
+                            os.kill(int(pid), signal.SIGKILL)
+                if not remove_cgroup_tree(top):
+                    failed.append(str(top))
+    return failed
+
+
+def sweep_dead_sessions():
+    """Remove what sessions whose test process was killed outright (SIGKILL: no teardown)
+    left: their roots are /tmp/cfseng-<session>-*, their owner's pid in owner.pid."""
+    swept = []
+    for owner in Path("/tmp").glob("cfseng-*/owner.pid"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if os.path.exists(f"/proc/{pid}"):
+            continue
+        root = owner.parent
+        remove_root(root, "-".join(root.name.split("-")[:2]))
+        swept.append(str(root))
+    if swept:  # the host directories it brought in, if nobody uses them now
+        for d in HOST_RUN_DIRS:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+    return swept
 
 
 def _is_cgroup2_mount(path):

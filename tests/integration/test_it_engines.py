@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from cfs_harness import REPO_ROOT, FuseDaemon, assert_no_stray_views, containerfs_argv, force_unmount, parse_meminfo
 from conftest import attach_log
-from engines import LIMIT, NAME, Engines, missing_engine_tools, write_oci_hook
+from engines import LIMIT, NAME, Engines, missing_engine_tools, sweep_dead_sessions, write_oci_hook
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,9 @@ def engines(request):
         if os.environ.get("CI") == "true":
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
+    swept = sweep_dead_sessions()
+    if swept:
+        sys.stderr.write(f"\nremoved what killed engine sessions left: {swept}\n")
     previous = signal.signal(signal.SIGTERM, _interrupted)  # pytest tears down on KeyboardInterrupt
     eng = Engines()
     try:
@@ -168,11 +171,7 @@ class Fleet:
                 "extra", *dargs, route="docker-args", cgroup_parent=self.views.cgroup("dargs")
             )
         # A host shell in its own mount namespace: a private copy of the whole mountpoint.
-        self.shell = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.shell = eng.host_shell()
         return self
 
     def namespaces(self):
