@@ -649,7 +649,15 @@ def sweep_dead_sessions():
         root = owner.parent
         remove_root(root, "-".join(root.name.split("-")[:2]))
         swept.append(str(root))
-    if swept:  # the host directories it brought in, if nobody uses them now
+    if swept:
+        # Its killed shims' sockets (containerd 1.6 keeps them in /run/containerd/s): those
+        # nothing is bound to any more.
+        with open("/proc/net/unix") as f:
+            bound = {line.split()[-1] for line in f if line.count(" ") >= 7}
+        for sock in Path("/run/containerd/s").glob("*"):
+            if str(sock) not in bound:
+                sock.unlink(missing_ok=True)
+        # And the host directories it brought in, if nobody uses them now.
         for d in HOST_RUN_DIRS:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
