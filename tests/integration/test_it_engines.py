@@ -150,6 +150,10 @@ class Fleet:
         eng, mp = self.engines, self.views.mountpoint
         hook_log = eng.root / f"oci-hook-{mp.name}.log"
         write_oci_hook(eng.hooks_dir, eng.bin / "containerfs", mp, hook_log)
+        if self.views.request is not None and self.views.request.scope == "function":
+            attach_log(self.views.request, "oci-hook log", hook_log)
+            for key in ("containerd", "dockerd"):
+                attach_log(self.views.request, f"{key} log (whole session)", eng.root / f"{key}.log")
         args = cfs("docker-args", "--mountpoint", mp)
         assert args.returncode == 0, args.stderr
         dargs = args.stdout.split()
@@ -456,7 +460,10 @@ def test_restart_heals_every_engine(fleet, kind):
             name += f" (slowest of {same_route + 1})"
         previous = HEAL_TIMES.get((kind, name), (0.0, 0.0))
         HEAL_TIMES[(kind, name)] = max(previous, (at - started, at - ready))
-        if at - ready > LIVE_WITHIN:
+        # The 1 s bound is the matrix's (one container per engine and route).  The umount
+        # test's extra docker-args containers are there to time the stop with 20: their heal
+        # is timed and reported (HEAL_TIMES), and must come within the window above.
+        if at - ready > LIVE_WITHIN and " #" not in key:
             problems.append(f"{key}: views live only {at - ready:.2f} s after the new daemon served")
 
     try:
