@@ -8,6 +8,7 @@ in /var/lib/{docker,containerd,containers,lxc}.  Everything is named ``cfseng-<s
 session created: it removes the containers, stops the engines by pid, kills what is left in
 its cgroups, unmounts what the engines left under the temporary directory, removes the
 cgroups and deletes the directory (Engines.teardown, also after a failure or a SIGTERM).
+A session killed outright (SIGKILL) is swept by the next one (sweep_dead_sessions).
 """
 
 import contextlib
@@ -53,15 +54,9 @@ def missing_engine_tools():
     return [tool for tool in ENGINE_TOOLS if shutil.which(tool) is None]
 
 
-def run(argv, timeout=120, check=True, env=None, input=None):
+def run(argv, timeout=120, check=True, env=None):
     p = subprocess.run(
-        [str(a) for a in argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
     )
     if check and p.returncode != 0:
         raise RuntimeError(f"{argv} failed rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
@@ -72,7 +67,7 @@ def build_rootfs(dest):
     """A tiny image: busybox-static with its applets, plus procps's free/top/uptime and the
     libraries they load (ldd), ~8 MB, built offline from the host's packages."""
     dest = Path(dest)
-    for d in ("bin", "proc", "sys", "dev", "etc", "tmp", "rootfs"):
+    for d in ("bin", "proc", "sys", "dev", "etc", "tmp"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(shutil.which("busybox"), dest / "bin/busybox")
     for applet in ("sh", "ls", "cat", "sleep", "echo", "grep", "head", "ps", "mount", "true", "stat"):
