@@ -400,3 +400,22 @@ def test_clean_stop_record_round_trip(tmp_path: Path) -> None:
     entry = Taken(42, "mnt:[4026532298]", 123456, ["proc/meminfo", "proc/stat"])
     Path(service.record).write_text(json.dumps([entry._asdict()]))
     assert service._take_record() == [entry]
+
+
+def test_every_install_route_provides_the_binary_the_hook_files_run() -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    oci = json.loads((repo / "packaging" / "oci" / "containerfs.json").read_text())["hook"]["path"]
+    lxc = re.search(
+        r'exec "\$\{CONTAINERFS:-([^}]+)\}"', (repo / "packaging" / "lxc" / "containerfs-mount-hook").read_text()
+    )
+    install = (repo / "scripts" / "install.sh").read_text()
+    spec = (repo / "packaging" / "rpm" / "containerfs.spec").read_text()
+    assert lxc is not None
+    assert oci == lxc.group(1) == "/usr/bin/containerfs"
+    assert "BIN=/usr/bin/containerfs" in install and 'ln -sfn "$PREFIX/bin/containerfs" "$BIN"' in install
+    assert "%{buildroot}%{_bindir}/containerfs" in spec
+    # install.sh puts the hook files where the RPM does.
+    for path in ("/usr/share/containers/oci/hooks.d/containerfs.json", "/usr/share/containerfs/lxc-mount-hook"):
+        assert path in install
