@@ -240,7 +240,16 @@ def mount(
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
     injection.detach_all()
+    _remove_pid_file(state_dir, mountpoint, lock_fd)
     return 0
+
+
+def _remove_pid_file(run_dir: str, mountpoint: str, lock_fd: int) -> None:
+    # Still locked until we exit; a waiter that sees no file may start: our work is done.
+    path = pid_path(run_dir, mountpoint)
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == os.fstat(lock_fd).st_ino:
+            os.unlink(path)
 
 
 def _signal(pid: int, signum: int) -> bool:

@@ -21,7 +21,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
 PREFIX = "cfstest"
 # Per-session token: the end-of-session sweep only touches what this session created.
-SESSION = uuid.uuid4().hex[:6]
+# CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
+# suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
+SESSION = os.environ.get("CFSTEST_SESSION") or uuid.uuid4().hex[:6]
 
 # The eight synthesized files: mount-relative path -> path inside the container.
 VIEW_FILES = {
