@@ -232,7 +232,9 @@ def mount(
         return 1
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
-    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
+    injection = InjectionService(
+        mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir(), tuple(fs.views())
+    )
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
     try:
         serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status])])

@@ -24,7 +24,7 @@ from containerfs.inject.attach import (
     ViewSource,
     carry_out,
     dead_source,
-    live_source,
+    own_source,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
@@ -73,8 +73,10 @@ class InjectionService:
         state_dir: str,
         watch: WatchPolicy | None,
         cgroup_dir: str | None = None,
+        views: tuple[str, ...] = (),
     ) -> None:
         self.mountpoint = mountpoint
+        self.views = views  # the files the daemon serves, from its core
         self.proc_root = proc_root
         self.record = record_path(state_dir, mountpoint)
         self.watch = watch
@@ -102,7 +104,7 @@ class InjectionService:
 
     def _run(self) -> None:
         try:
-            source = live_source(self.mountpoint)
+            source = own_source(self.mountpoint, self.views)
             self._own_dev, self._views = source.dev, source.views
             self.heal(source)
             if self.watch is not None:
