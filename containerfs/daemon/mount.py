@@ -254,6 +254,24 @@ def _remove_pid_file(run_dir: str, mountpoint: str, lock_fd: int) -> None:
             os.unlink(path)
 
 
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (a daemon run by a supervisor)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_exited(pid: int, deadline: float) -> bool:
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _signal(pid: int, signum: int) -> bool:
     try:
         os.kill(pid, signum)
@@ -268,7 +286,9 @@ def umount(mountpoint: str, run_dir: str, timeout: float = STOP_TIMEOUT_SECONDS)
     pid = running_daemon(run_dir, mountpoint)
     if pid:
         _signal(pid, signal.SIGTERM)
-        if not _wait_unlocked(run_dir, mountpoint, timeout):
+        deadline = time.monotonic() + timeout
+        # The lock goes with the record written; the process a moment later.
+        if not (_wait_unlocked(run_dir, mountpoint, timeout) and _wait_exited(pid, deadline)):
             print(
                 f"containerfs: the daemon (pid {pid}) on {mountpoint} has not stopped within {timeout:g} s;"
                 " it may still be taking its views out of containers",
