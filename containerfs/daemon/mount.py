@@ -232,7 +232,9 @@ def mount(
         return 1
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
-    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
+    injection = InjectionService(
+        mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir(), tuple(fs.views())
+    )
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
     try:
         serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status])])
@@ -240,7 +242,34 @@ def mount(
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
     injection.detach_all()
+    _remove_pid_file(state_dir, mountpoint, lock_fd)
     return 0
+
+
+def _remove_pid_file(run_dir: str, mountpoint: str, lock_fd: int) -> None:
+    # Still locked until we exit; a waiter that sees no file may start: our work is done.
+    path = pid_path(run_dir, mountpoint)
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == os.fstat(lock_fd).st_ino:
+            os.unlink(path)
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (a daemon run by a supervisor)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_exited(pid: int, deadline: float) -> bool:
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _signal(pid: int, signum: int) -> bool:
@@ -257,7 +286,9 @@ def umount(mountpoint: str, run_dir: str, timeout: float = STOP_TIMEOUT_SECONDS)
     pid = running_daemon(run_dir, mountpoint)
     if pid:
         _signal(pid, signal.SIGTERM)
-        if not _wait_unlocked(run_dir, mountpoint, timeout):
+        deadline = time.monotonic() + timeout
+        # The lock goes with the record written; the process a moment later.
+        if not (_wait_unlocked(run_dir, mountpoint, timeout) and _wait_exited(pid, deadline)):
             print(
                 f"containerfs: the daemon (pid {pid}) on {mountpoint} has not stopped within {timeout:g} s;"
                 " it may still be taking its views out of containers",

@@ -47,6 +47,19 @@ def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
     return ViewSource(mountpoint, mount.source, mount.dev, served_views(mountpoint))
 
 
+def own_source(mountpoint: str, views: tuple[str, ...], mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
+    """The daemon's own mount, from its mount table alone.
+
+    The daemon never goes through the kernel to its own filesystem: a thread of it waiting
+    for an answer only its FUSE loop can give makes the process unkillable once that loop
+    is gone (kill -9 then leaves a daemon stuck in D state, holding the mount).
+    """
+    mount = mount_at(mountpoint, mountinfo)
+    if mount is None or mount.fstype != FSTYPE:
+        raise NotServing(f"{mountpoint} is not mounted (unmounted from outside?)")
+    return ViewSource(mountpoint, mount.source, mount.dev, views)
+
+
 def dead_source(mountpoint: str) -> ViewSource:
     """The source of a daemon that is stopping: no live superblock, so every view is stale."""
     return ViewSource(mountpoint, mount_source(mountpoint), "")

@@ -27,7 +27,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
 PREFIX = "cfstest"
 # Per-session token: the end-of-session sweep only touches what this session created.
-SESSION = uuid.uuid4().hex[:6]
+# CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
+# suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
+SESSION = os.environ.get("CFSTEST_SESSION") or uuid.uuid4().hex[:6]
 
 # The eight synthesized files: mount-relative path -> path inside the container.
 VIEW_FILES = {
@@ -120,12 +122,7 @@ class DaemonError(RuntimeError):
     """A daemon exited or did not serve in time."""
 
 
-def _unescape_mountinfo(field):
-    # mountinfo octal-escapes space, tab, newline and backslash.
-    return field.encode().decode("unicode_escape")
-
-
-def stray_views(mountpoint=None):
+def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[int, str, str, str]]:
     """Every containerfs mount on the machine that is neither a view file at its own target
     nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
 
@@ -136,8 +133,8 @@ def stray_views(mountpoint=None):
     """
     targets = {"/" + rel for rel in VIEW_FILES}
     source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
-    stray = []
-    seen = set()
+    stray: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -145,26 +142,21 @@ def stray_views(mountpoint=None):
             ns = os.readlink(f"/proc/{entry}/ns/mnt")
             if ns in seen:
                 continue
-            with open(f"/proc/{entry}/mountinfo") as f:
-                lines = f.read().splitlines()
+            mounts = parse_mountinfo(read_text(f"/proc/{entry}/mountinfo"))
         except OSError:
             continue  # exited while we looked, or a kernel thread
         seen.add(ns)
-        for line in lines:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, src = fields[sep + 1], fields[sep + 2]
-            if fstype != "fuse.containerfs" or (source is not None and src != source):
+        for mount in mounts:
+            if mount.fstype != "fuse.containerfs" or (source is not None and mount.source != source):
                 continue
-            root, where = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
-            whole_copy = root == "/"
-            at_target = root in targets and where.endswith(root)
-            if where == "/" or not (whole_copy or at_target):
-                stray.append((int(entry), where, root, src))
+            whole_copy = mount.root == "/"
+            at_target = mount.root in targets and mount.mountpoint.endswith(mount.root)
+            if mount.mountpoint == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), mount.mountpoint, mount.root, mount.source))
     return stray
 
 
-def assert_no_stray_views(mountpoint=None):
+def assert_no_stray_views(mountpoint: str | os.PathLike[str] | None = None) -> None:
     """Check every mount namespace on the machine: no containerfs mount at "/" or outside
     the view targets (see stray_views).  Use after every lifecycle step."""
     stray = stray_views(mountpoint)

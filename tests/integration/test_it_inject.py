@@ -232,7 +232,7 @@ def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
     rootfs = tmp_path / "rootfs"
     (rootfs / "proc").mkdir(parents=True)
     (rootfs / "sys").mkdir()
-    # The script runs `containerfs` from PATH, as the RPM installs it.
+    # The script runs /usr/bin/containerfs (the RPM's and install.sh's); $CONTAINERFS overrides it.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "containerfs").write_text(f'#!/bin/sh\nexec {sys.executable} -m containerfs "$@"\n')
@@ -248,7 +248,7 @@ def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
     """
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CONTAINERFS": str(bin_dir / "containerfs"),
         "PYTHONPATH": str(REPO_ROOT),
         "CONTAINERFS_MOUNTPOINT": str(containerfs_mount.mountpoint),
     }

@@ -400,3 +400,42 @@ def test_clean_stop_record_round_trip(tmp_path: Path) -> None:
     entry = Taken(42, "mnt:[4026532298]", 123456, ["proc/meminfo", "proc/stat"])
     Path(service.record).write_text(json.dumps([entry._asdict()]))
     assert service._take_record() == [entry]
+
+
+def test_every_install_route_provides_the_binary_the_hook_files_run() -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    oci = json.loads((repo / "packaging" / "oci" / "containerfs.json").read_text())["hook"]["path"]
+    lxc = re.search(
+        r'exec "\$\{CONTAINERFS:-([^}]+)\}"', (repo / "packaging" / "lxc" / "containerfs-mount-hook").read_text()
+    )
+    install = (repo / "scripts" / "install.sh").read_text()
+    spec = (repo / "packaging" / "rpm" / "containerfs.spec").read_text()
+    assert lxc is not None
+    assert oci == lxc.group(1) == "/usr/bin/containerfs"
+    assert "BIN=/usr/bin/containerfs" in install and 'ln -sfn "$PREFIX/bin/containerfs" "$BIN"' in install
+    assert "%{buildroot}%{_bindir}/containerfs" in spec
+    # install.sh puts the hook files where the RPM does.
+    for path in ("/usr/share/containers/oci/hooks.d/containerfs.json", "/usr/share/containerfs/lxc-mount-hook"):
+        assert path in install
+
+
+def test_annotations_from_the_runtime_state(tmp_path: Path) -> None:
+    from containerfs.inject.runtime_state import annotations_of
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"annotations": {"io.containerfs.skip": "true", "a": "b"}}))
+    runc = tmp_path / "docker" / "runtime-runc" / "moby" / "c1"
+    runc.mkdir(parents=True)
+    labels = [f"bundle={tmp_path / 'none'}", "io.containerfs.mountpoint=/x", "junk"]
+    (runc / "state.json").write_text(json.dumps({"init_process_pid": 100, "config": {"labels": labels}}))
+    crun = tmp_path / "crun" / "c2"
+    crun.mkdir(parents=True)
+    (crun / "status").write_text(json.dumps({"pid": 200, "bundle": str(bundle)}))
+    (tmp_path / "runc" / "broken").mkdir(parents=True)
+    (tmp_path / "runc" / "broken" / "state.json").write_text("{not json")
+    assert annotations_of(100, str(tmp_path)) == {"io.containerfs.mountpoint": "/x"}
+    assert annotations_of(200, str(tmp_path)) == {"io.containerfs.skip": "true", "a": "b"}
+    assert annotations_of(300, str(tmp_path)) is None  # no runtime knows it (yet)
