@@ -417,18 +417,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         template = self.lxc_template()
         shutil.copytree(template, self.lxcpath / box.name, symlinks=True)
         config = self.lxcpath / box.name / "config"
-        own = ("lxc.net.0.", "lxc.rootfs.path", "lxc.uts.name")
+        own = ("lxc.net.0.", "lxc.rootfs.path", "lxc.uts.name", "lxc.apparmor.")
         lines = [line for line in config.read_text().splitlines() if not line.startswith(own)]
+        v2 = _is_cgroup2_mount("/sys/fs/cgroup")  # LXC takes only the keys of the host's layout
         lines += [
             f"lxc.rootfs.path = dir:{self.lxcpath / box.name / 'rootfs'}",
             f"lxc.uts.name = {box.name}",
             "lxc.net.0.type = empty",
+            # The template's generated profile needs AppArmor's tools; ignored without AppArmor.
+            "lxc.apparmor.profile = unconfined",
             "lxc.init.cmd = /bin/sleep 1000000",
-            f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",
-            f"lxc.cgroup2.memory.max = {LIMIT}" if _is_cgroup2_mount("/sys/fs/cgroup") else "",
+            f"lxc.cgroup2.memory.max = {LIMIT}" if v2 else f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",
             f"lxc.hook.mount = {hook}",
         ]
-        config.write_text("\n".join(line for line in lines if line) + "\n")
+        config.write_text("\n".join(lines) + "\n")
         # The packaged hook finds the daemon's mountpoint and its containerfs in its environment,
         # which LXC hands down from lxc-start.
         env = dict(
