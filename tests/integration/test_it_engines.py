@@ -107,7 +107,8 @@ class Views:
         with open(self.log_path, "a") as log:
             log.write(f"---- start {self.generation}\n")
         self.daemon = FuseDaemon("containerfs", self.argv(), self.mountpoint, self.log_path)
-        attach_log(self.request, f"containerfs log ({self.mountpoint})", self.log_path, self.daemon)
+        if self.generation == 1:  # one log for every generation, each marked by its start line
+            attach_log(self.request, f"containerfs log ({self.mountpoint})", self.log_path)
         self.daemon.start(timeout=20)
         return self
 
