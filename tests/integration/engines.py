@@ -90,7 +90,7 @@ def _libraries(binary):
     return [word for line in out.splitlines() for word in line.split() if word.startswith("/")]
 
 
-def _processes_mentioning(text):
+def processes_mentioning(text):
     """Pids whose command line names text (our temporary root): shims, conmon, monitors."""
     found = []
     needle = text.encode()
@@ -482,6 +482,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         return subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=enter,
         )
@@ -587,7 +589,7 @@ def remove_root(root, name):
     LXC's locks, the root itself.  Returns what could not be removed."""
     errors = []
     root = str(root)
-    for pid in _processes_mentioning(root):
+    for pid in processes_mentioning(root):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     failed = _remove_cgroups(name)

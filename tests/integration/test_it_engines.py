@@ -24,9 +24,26 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import REPO_ROOT, FuseDaemon, assert_no_stray_views, containerfs_argv, force_unmount, parse_meminfo
+from cfs_harness import (
+    REPO_ROOT,
+    FuseDaemon,
+    assert_no_stray_views,
+    cgroup_hierarchies,
+    containerfs_argv,
+    force_unmount,
+    parse_meminfo,
+)
 from conftest import attach_log
-from engines import LIMIT, NAME, Engines, missing_engine_tools, sweep_dead_sessions, write_oci_hook
+from engines import (
+    LIMIT,
+    NAME,
+    Engines,
+    missing_engine_tools,
+    mounts_under,
+    processes_mentioning,
+    sweep_dead_sessions,
+    write_oci_hook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -482,3 +499,33 @@ def test_restart_heals_every_engine(fleet, kind):
         if total != LIMIT:
             problems.append(f"{key}: `free -b` total {total} after the restart, want {LIMIT}: {p.stderr.strip()[:200]}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_killed_sessions_leftovers_are_swept(engines, tmp_path):
+    """A test process killed outright runs no teardown: the next session's sweep removes its
+    engines, containers, host shell, cgroups, mounts and root."""
+    here = Path(__file__).resolve().parent
+    script = (
+        f"import os, signal, sys; sys.path.insert(0, {str(here)!r}); import engines\n"
+        "e = engines.Engines().start()\n"
+        "e.ctr_run('victim'); e.docker_run('victim', route='none'); e.host_shell()\n"
+        "print(e.root, engines.NAME, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = tmp_path / "victim.out"
+    with open(out, "w") as f:  # a file, not a pipe: what it leaves running would hold a pipe open
+        p = subprocess.run([sys.executable, "-c", script], stdout=f, stderr=f, timeout=180, cwd=REPO_ROOT)
+    assert p.returncode == -signal.SIGKILL, out.read_text()
+    root, name = out.read_text().split()[-2:]
+    assert engine_leftovers(root, name), "the killed session left nothing: the sweep is not tested"
+    assert root in sweep_dead_sessions()
+    assert engine_leftovers(root, name) == []
+
+
+def engine_leftovers(root, name):
+    """What a session with this root and name still has on the machine."""
+    found = [f"process {pid}" for pid in processes_mentioning(root)]
+    found += [str(d) for hier in cgroup_hierarchies() for d in hier.glob(f"{name}-*")]
+    found += mounts_under(root) if os.path.exists(root) else []
+    found += [root] if os.path.exists(root) else []
+    return found
