@@ -177,7 +177,7 @@ class Engines:
     # ----------------------------------------------------------------- start
 
     def start(self):
-        for d in ("tmp", "hooks.d", "lxc", "bin", "fifo", "ctr-runc", "podman", "docker-client"):
+        for d in ("tmp", "hooks.d", "lxc", "bin", "fifo", "podman", "docker-client"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         (self.root / "docker-client/config.json").write_text("{}")  # podman reads it too
         build_rootfs(self.rootfs)
@@ -455,8 +455,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "-d",
             "--fifo-dir",
             self.root / "fifo",
-            "--runc-root",
-            self.root / "ctr-runc",
             "--memory-limit",
             str(LIMIT),
             "--cgroup",
@@ -608,8 +606,11 @@ def remove_root(root, name):
     shutil.rmtree(root, ignore_errors=True)
     if os.path.exists(root):
         errors.append(f"{root} not removed")
-    # LXC locks each container under /run/lxc/lock/<lxcpath>.
+    # LXC locks each container under /run/lxc/lock/<lxcpath>; runc under containerd keeps
+    # its state in /run/containerd/runc/<ctr namespace> (the runtimes' own place, where the
+    # watcher looks for annotations).
     shutil.rmtree(f"/run/lxc/lock/{root.lstrip('/')}", ignore_errors=True)
+    shutil.rmtree(f"/run/containerd/runc/{name}", ignore_errors=True)
     return errors
 
 

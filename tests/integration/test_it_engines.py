@@ -117,7 +117,9 @@ class Views:
         # The watcher only ever looks at this daemon's watcher-route cgroups, never a neighbour's.
         watched = (self.cgroup("dwatch") + "/*", self.cgroup("ctr") + "/*", self.cgroup("pskip") + "/libpod-*")
         include = [arg for glob in watched for arg in ("--watch-include", glob)]
-        return containerfs_argv(self.mountpoint, "--run-dir", str(self.run_dir), "--watch", *include)
+        return containerfs_argv(
+            self.mountpoint, "--run-dir", str(self.run_dir), "--log-level", "DEBUG", "--watch", *include
+        )
 
     def start(self):
         self.generation += 1
@@ -238,7 +240,9 @@ def view_live(box, dev, served):
     follows the container's own mount table."""
     root = f"/proc/{box.pid()}/root/"
     try:
-        if any(os.stat(root + rel).st_dev != dev for rel in served):
+        # meminfo first: the others are only looked at once it is back (polls cost the
+        # daemon FUSE requests while it heals).
+        if os.stat(root + "proc/meminfo").st_dev != dev or any(os.stat(root + rel).st_dev != dev for rel in served):
             return False
         with open(root + "proc/meminfo", "rb") as f:
             return bool(f.read(64))
@@ -255,7 +259,7 @@ def wait_live(boxes, views, timeout):
         for key, box in boxes.items():
             if key not in done and view_live(box, dev, served):
                 done[key] = time.monotonic()
-        time.sleep(0.01)
+        time.sleep(0.02)
     return {key: done.get(key) for key in boxes}
 
 
