@@ -336,3 +336,26 @@ def test_watcher_leaves_a_container_that_names_another_mountpoint(views, runc_co
     plain = runc_container(memory=LIMIT, name="plain")
     assert wait_until(lambda: memtotal(plain) == LIMIT, timeout=5), views.daemon.log()
     assert memtotal(other) == HOST_MEMTOTAL and view_mounts(other) == 0
+
+
+def test_a_namespace_that_hangs_does_not_hold_up_the_next_container(views, start_containerfs, runc_container):
+    """A container whose /sys/devices/system/cpu is a FUSE mount that never answers: the
+    watcher gives up on it after 0.5 s, once, and the next container gets its views."""
+    views.start("--watch", "--watch-include", SESSION_CGROUPS)
+    frozen = start_containerfs()
+    assert wait_until(lambda: "healed views in" in frozen.log(), timeout=10), frozen.log()
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        hostile = runc_container(
+            memory=LIMIT, name="hostile", extra_mounts=[(frozen.mountpoint, "/sys/devices/system/cpu")]
+        )
+        started = time.monotonic()
+        plain = runc_container(memory=LIMIT, name="plain")
+        assert wait_until(lambda: memtotal(plain) == LIMIT, timeout=5), views.daemon.log()
+        assert time.monotonic() - started < 2.5  # runc run itself takes most of it here
+        assert "did not answer within 0.5s" in views.daemon.log()
+        assert views.daemon.log().count("did not answer") == 1  # not retried on every pass
+        assert hostile.pid > 0
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    assert_no_stray_views(views.mountpoint)
