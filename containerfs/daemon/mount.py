@@ -39,7 +39,6 @@ log = logging.getLogger("containerfs")
 # with hundreds of containers.
 PREDECESSOR_WAIT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 60.0
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class MountpointBusy(Exception):
@@ -113,9 +112,7 @@ def _handled(signum: int) -> bool:
 class Lifetime:
     """The daemon's side of stopping, started once it serves (after libfuse daemonized).
 
-    It writes the daemon's pid into the locked pid file, makes sure stop signals reach
-    the FUSE loop's thread (libfuse's handler only sets a flag: a signal taken by another
-    thread would leave the loop blocked in read), and stops the daemon when its
+    It writes the daemon's pid into the locked pid file and stops the daemon when its
     mountpoint is unmounted from outside (`fusermount3 -u`), which with views bound in
     containers leaves the filesystem connected and the daemon serving them.
     """
@@ -134,15 +131,10 @@ class Lifetime:
         os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
         mount = mount_at(self.mountpoint)
         dev = mount.dev if mount is not None else ""
-        # Threads inherit the mask of the thread that starts them.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            for service in self.services:
-                service.start()
-            self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
-            self._thread.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for service in self.services:
+            service.start()
+        self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
