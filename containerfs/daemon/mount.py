@@ -203,6 +203,31 @@ def _wait_for_predecessor(mountpoint: str, state_dir: str, timeout: float) -> No
         raise MountpointBusy(f"the daemon (pid {pid}) on {mountpoint} is still stopping after {timeout:g} s")
 
 
+def _lock_mountpoint(mountpoint: str, timeout: float) -> int:
+    """Lock the directory under the mountpoint for the daemon's life (the descriptor stays open).
+
+    The pid file's lock is per run directory; this one holds across them.  It matters:
+    a daemon that stops unmounts its mountpoint path on the way out (libfuse does, when
+    its loop ends), which would take a newer daemon's mount with it.
+    """
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            raise MountpointBusy(f"the daemon that served {mountpoint} is still stopping after {timeout:g} s")
+        if not said:
+            print(f"containerfs: waiting for the daemon that is stopping on {mountpoint}", file=sys.stderr)
+            said = True
+        time.sleep(0.05)
+
+
 def mount(
     mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
 ) -> int:
@@ -217,6 +242,7 @@ def mount(
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         _wait_for_predecessor(mountpoint, state_dir, PREDECESSOR_WAIT_SECONDS)
         prepare_mountpoint(mountpoint)
+        _lock_mountpoint(mountpoint, PREDECESSOR_WAIT_SECONDS)
         lock_fd = _take_lock(state_dir, mountpoint)
         fs = ContainerFS(options)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
