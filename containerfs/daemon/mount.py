@@ -39,7 +39,6 @@ log = logging.getLogger("containerfs")
 # with hundreds of containers.
 PREDECESSOR_WAIT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 60.0
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class MountpointBusy(Exception):
@@ -113,9 +112,7 @@ def _handled(signum: int) -> bool:
 class Lifetime:
     """The daemon's side of stopping, started once it serves (after libfuse daemonized).
 
-    It writes the daemon's pid into the locked pid file, makes sure stop signals reach
-    the FUSE loop's thread (libfuse's handler only sets a flag: a signal taken by another
-    thread would leave the loop blocked in read), and stops the daemon when its
+    It writes the daemon's pid into the locked pid file and stops the daemon when its
     mountpoint is unmounted from outside (`fusermount3 -u`), which with views bound in
     containers leaves the filesystem connected and the daemon serving them.
     """
@@ -134,15 +131,10 @@ class Lifetime:
         os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
         mount = mount_at(self.mountpoint)
         dev = mount.dev if mount is not None else ""
-        # Threads inherit the mask of the thread that starts them.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            for service in self.services:
-                service.start()
-            self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
-            self._thread.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for service in self.services:
+            service.start()
+        self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -211,6 +203,31 @@ def _wait_for_predecessor(mountpoint: str, state_dir: str, timeout: float) -> No
         raise MountpointBusy(f"the daemon (pid {pid}) on {mountpoint} is still stopping after {timeout:g} s")
 
 
+def _lock_mountpoint(mountpoint: str, timeout: float) -> int:
+    """Lock the directory under the mountpoint for the daemon's life (the descriptor stays open).
+
+    The pid file's lock is per run directory; this one holds across them.  It matters:
+    a daemon that stops unmounts its mountpoint path on the way out (libfuse does, when
+    its loop ends), which would take a newer daemon's mount with it.
+    """
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            raise MountpointBusy(f"the daemon that served {mountpoint} is still stopping after {timeout:g} s")
+        if not said:
+            print(f"containerfs: waiting for the daemon that is stopping on {mountpoint}", file=sys.stderr)
+            said = True
+        time.sleep(0.05)
+
+
 def mount(
     mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
 ) -> int:
@@ -225,6 +242,7 @@ def mount(
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         _wait_for_predecessor(mountpoint, state_dir, PREDECESSOR_WAIT_SECONDS)
         prepare_mountpoint(mountpoint)
+        _lock_mountpoint(mountpoint, PREDECESSOR_WAIT_SECONDS)
         lock_fd = _take_lock(state_dir, mountpoint)
         fs = ContainerFS(options)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:

@@ -175,7 +175,7 @@ class FuseDaemon:
         ready_file: str = "proc/meminfo",
     ) -> None:
         self.name = name
-        self.argv = list(argv)
+        self.argv = [str(arg) for arg in argv]  # tests pass Paths among the options
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
