@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import logging
-import logging.handlers
 import os
 import select
 import signal
@@ -24,10 +24,15 @@ from typing import TYPE_CHECKING
 
 from containerfs.daemon import control
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.logsetup import configure_logging
+from containerfs.daemon.report import daemon_report
 from containerfs.daemon.runfiles import escape_path
+from containerfs.host.errors import ProcessGone
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
+from containerfs.host.proc import ProcFS
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.status.collect import StatusCollector
+from containerfs.views.overlays import bind_targets
 
 if TYPE_CHECKING:
     from containerfs.daemon.fuse_adapter import Service
@@ -143,7 +148,7 @@ class Lifetime:
 
     def _watch(self, dev: str) -> None:
         # The mount table's fd reports every change as an exceptional condition (POLLPRI).
-        with open("/proc/self/mountinfo", "rb") as table:
+        with open(ProcFS("/proc").self_process().path("mountinfo"), "rb") as table:
             poller = select.poll()
             poller.register(table, select.POLLPRI | select.POLLERR)
             while not self._stopping.is_set():
@@ -175,20 +180,6 @@ def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
         else:
             raise MountpointBusy(f"{mountpoint} is already a mount point ({mount.fstype} from {mount.source})")
     os.makedirs(mountpoint, exist_ok=True)
-
-
-def _configure_logging(foreground: bool, level: str) -> None:
-    if foreground:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s containerfs %(levelname)s %(message)s"))
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("containerfs[%(process)d]: %(levelname)s %(message)s"))
-    else:
-        handler = logging.NullHandler()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
 
 
 def _wait_for_predecessor(mountpoint: str, state_dir: str, timeout: float) -> None:
@@ -231,7 +222,10 @@ def _lock_mountpoint(mountpoint: str, timeout: float) -> int:
 def mount(
     mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
 ) -> int:
-    _configure_logging(foreground, log_level)
+    if foreground:
+        configure_logging(log_level, "%(asctime)s containerfs %(levelname)s %(message)s")
+    else:
+        configure_logging(log_level, None, "containerfs[%(process)d]: %(levelname)s %(message)s")
     mountpoint = os.path.abspath(mountpoint)
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
@@ -251,9 +245,16 @@ def mount(
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
     injection = InjectionService(
-        mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir(), tuple(fs.views())
+        mountpoint,
+        options.proc_root,
+        state_dir,
+        watch,
+        fs.hierarchies.container_dir(),
+        lambda: tuple(bind_targets(fs.views())),
     )
-    status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
+    status = control.ControlServer(
+        control_path, StatusCollector(functools.partial(daemon_report, fs), mountpoint, libfuse_version()).handle
+    )
     try:
         serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status])])
     except RuntimeError as err:
@@ -275,11 +276,9 @@ def _remove_pid_file(run_dir: str, mountpoint: str, lock_fd: int) -> None:
 def _exited(pid: int) -> bool:
     """Gone, or a zombie its parent has not reaped yet (a daemon run by a supervisor)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+        return ProcFS("/proc").process(pid).stat().state in ("Z", "X")
+    except ProcessGone:
         return True
-    return state in ("Z", "X")
 
 
 def _wait_exited(pid: int, deadline: float) -> bool:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
 from containerfs.host.mounttable import mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
@@ -32,7 +34,6 @@ from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan
 from containerfs.inject.policy import WatchPolicy, declined
 from containerfs.inject.runtime_state import annotations_of
 from containerfs.inject.scan import mount_namespaces, ready_containers
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger("containerfs.inject")
 
@@ -73,10 +74,12 @@ class InjectionService:
         state_dir: str,
         watch: WatchPolicy | None,
         cgroup_dir: str | None = None,
-        views: tuple[str, ...] = (),
+        views: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         self.mountpoint = mountpoint
-        self.views = views  # the files the daemon serves, from its core
+        # What the daemon serves, from its core: never by walking its own mount, which
+        # would make the daemon wait on itself (see attach.own_source).
+        self.views = views
         self.proc_root = proc_root
         self.record = record_path(state_dir, mountpoint)
         self.watch = watch
@@ -104,7 +107,7 @@ class InjectionService:
 
     def _run(self) -> None:
         try:
-            source = own_source(self.mountpoint, self.views)
+            source = own_source(self.mountpoint, self.views())
             self._own_dev, self._views = source.dev, source.views
             self.heal(source)
             if self.watch is not None:
@@ -133,10 +136,27 @@ class InjectionService:
                 elif creations.wait(timeout, self._wake_r):
                     burst_until = time.monotonic() + BURST_SECONDS
                 if not self._stop.is_set():
+                    source = self._refresh(source)
                     self.watch_once(source, policy)
         finally:
             if creations is not None:
                 creations.close()
+
+    def _refresh(self, source: ViewSource) -> ViewSource:
+        """The files served now: a block device added since the last pass brings a view.
+
+        When they changed, every container is planned again on this pass: the new views
+        are attached, the present ones kept (no fork where nothing changes).
+        """
+        try:
+            views = self.views()
+        except OSError:
+            return source
+        if views != source.views:
+            self._seen.clear()
+            source = source._replace(views=views)
+            self._views = views
+        return source
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
@@ -257,8 +277,8 @@ class InjectionService:
 
     def _identity(self, pid: int) -> tuple[str, int]:
         """A process's mount namespace and start time: together they name one container."""
-        mntns = os.readlink(f"{self.proc_root}/{pid}/ns/mnt")
-        return mntns, parse_proc_stat(read_text(f"{self.proc_root}/{pid}/stat")).starttime
+        process = ProcFS(self.proc_root).process(pid)
+        return process.ns("mnt"), process.stat().starttime
 
     def _take_record(self) -> list[Taken]:
         try:

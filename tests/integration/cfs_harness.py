@@ -127,11 +127,10 @@ def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[
     nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
 
     mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
-    Allowed: a view file mounted at its target (/proc/meminfo), also under a rootfs prefix
+    Allowed: a view mounted at its target (/proc/meminfo), also under a rootfs prefix
     (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
     own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
     """
-    targets = {"/" + rel for rel in VIEW_FILES}
     source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
     stray: list[tuple[int, str, str, str]] = []
     seen: set[str] = set()
@@ -150,7 +149,8 @@ def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[
             if mount.fstype != "fuse.containerfs" or (source is not None and mount.source != source):
                 continue
             whole_copy = mount.root == "/"
-            at_target = mount.root in targets and mount.mountpoint.endswith(mount.root)
+            # A view (a file, or the cpu directory bound whole) mirrors its target's path.
+            at_target = mount.root.startswith(("/proc/", "/sys/")) and mount.mountpoint.endswith(mount.root)
             if mount.mountpoint == "/" or not (whole_copy or at_target):
                 stray.append((int(entry), mount.mountpoint, mount.root, mount.source))
     return stray
@@ -192,7 +192,7 @@ class FuseDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        log(f"starting {self.name}: {' '.join(self.argv)}")
+        log(f"starting {self.name}: {' '.join(map(str, self.argv))}")
         with open(self.log_path, "ab") as log_file:
             # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
             # which then stops the daemon itself.
@@ -434,6 +434,7 @@ class ContainerFactory:
         views=None,
         extra_mounts=(),
         rbind_mounts=(),
+        block_devices=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -491,6 +492,15 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        for node in block_devices:
+            rdev = os.stat(node).st_rdev
+            major, minor = os.major(rdev), os.minor(rdev)
+            spec["linux"].setdefault("devices", []).append(
+                {"path": str(node), "type": "b", "major": major, "minor": minor, "fileMode": 0o660, "uid": 0, "gid": 0}
+            )
+            resources.setdefault("devices", []).append(
+                {"allow": True, "type": "b", "major": major, "minor": minor, "access": "rw"}
+            )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
@@ -511,6 +521,7 @@ class ContainerFactory:
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
         rbind_mounts: the same, recursive (the mounts below the source come along).
+        block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from containerfs import cli
 from containerfs.host.mounttable import mount_source
 from containerfs.inject.hook import HookError, hook_process, parse_state, rootfs_prefix
 from containerfs.inject.plan import (
@@ -21,7 +22,7 @@ from containerfs.inject.plan import (
     plan_detach,
     plan_heal,
 )
-from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy, declined
+from containerfs.inject.policy import WatchPolicy, declined
 from containerfs.inject.service import record_path
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.views.registry import VIEWS
@@ -306,8 +307,20 @@ def test_watch_policy(policy: WatchPolicy, cgroup: str, admitted: bool) -> None:
     assert policy.admits(cgroup) is admitted
 
 
-def test_default_exclude_is_user_sessions() -> None:
-    assert DEFAULT_EXCLUDE == ("/user.slice", "/user.slice/*")
+@pytest.mark.parametrize(
+    ("options", "cgroup", "admitted"),
+    [
+        ([], "/user.slice", False),
+        ([], "/user.slice/user-1000.slice/app-flatpak.scope", False),  # a desktop sandbox
+        ([], "/user.slices/x", True),  # only starts like a user session
+        ([], "/system.slice/docker-ab.scope", True),
+        (["--watch-exclude", "/kubepods/*"], "/user.slice/user-1000.slice/x", True),  # replaces the default
+        (["--watch-exclude", "/kubepods/*"], "/kubepods/x", False),
+    ],
+)
+def test_the_watchers_default_exclude_is_user_sessions(options: list[str], cgroup: str, admitted: bool) -> None:
+    policy = cli._watch_policy(cli._parser().parse_args(["mount", "--watch", *options, "/mnt"]))
+    assert policy is not None and policy.admits(cgroup) is admitted
 
 
 @pytest.mark.parametrize(
@@ -320,6 +333,18 @@ def test_default_exclude_is_user_sessions() -> None:
 )
 def test_record_path(mountpoint: str, name: str) -> None:
     assert record_path("/run/containerfs", mountpoint) == f"/run/containerfs/{name}"
+
+
+def test_docker_args_bind_every_view_read_only() -> None:
+    from containerfs.inject.attach import ViewSource
+    from containerfs.inject.commands import docker_flags
+    from containerfs.views.overlays import bind_targets
+
+    args = docker_flags(ViewSource("/var/lib/containerfs", SRC, LIVE, tuple(bind_targets(VIEWS)))).split()
+    assert args[0::2] == ["-v"] * (len(VIEWS) - 4)  # proc/vmstat and the cpu files out, the cpu directory in
+    assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
+    assert "/var/lib/containerfs/sys/devices/system/cpu:/sys/devices/system/cpu:ro" in args[1::2]
+    assert not any("vmstat" in arg for arg in args)  # runc refuses that spec mount
 
 
 def test_docker_args_without_a_daemon_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
