@@ -357,7 +357,7 @@ def test_watcher_leaves_a_container_that_names_another_mountpoint(views, runc_co
 
 
 def test_a_namespace_that_hangs_does_not_hold_up_the_next_container(views, start_containerfs, runc_container):
-    """A container whose /sys/devices/virtual (where block devices' stat views go) is a FUSE
+    """A container whose /sys/devices/system (where the cpu directory view goes) is a FUSE
     mount that never answers: the watcher gives up on it after 0.5 s, once, and the next
     container gets its views."""
     views.start("--watch", "--watch-include", SESSION_CGROUPS)
@@ -366,7 +366,7 @@ def test_a_namespace_that_hangs_does_not_hold_up_the_next_container(views, start
     os.kill(frozen.pid, signal.SIGSTOP)
     try:
         hostile = runc_container(
-            memory=LIMIT, name="hostile", extra_mounts=[(frozen.mountpoint, "/sys/devices/virtual")]
+            memory=LIMIT, name="hostile", extra_mounts=[(frozen.mountpoint, "/sys/devices/system")]
         )
         started = time.monotonic()
         plain = runc_container(memory=LIMIT, name="plain")
