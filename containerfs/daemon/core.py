@@ -1,10 +1,10 @@
-"""The filesystem without FUSE: a tree of views, per-reader snapshots, host fallback.
+"""The filesystem without FUSE: a tree of views, per-open-file snapshots, host fallback.
 
-A read at offset 0 renders fresh content for the reading thread and keeps it; later
-offsets are served from that snapshot until the read at the end, so a file read in small
-chunks is consistent and a reader that re-reads at offset 0 (top) sees live values.
-Snapshots are kept per reading thread and file rather than per open file: then the core
-needs no open or release, and libfuse answers those requests without calling Python.
+The kernel's seq_file semantics: a read at offset 0 renders fresh content for the reading
+process's container and keeps it in the open file's handle; later offsets are served from
+that content whichever thread reads, so a file read in small chunks is consistent and a
+reader that re-reads at offset 0 (top) sees live values.  The content is dropped at
+release, and no open file ever sees another's.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from containerfs.daemon.snapshots import Snapshots
 from containerfs.daemon.tracking import StateRegistry
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache
+from containerfs.host.ttl import TtlCache
 from containerfs.views.base import View, ViewContext
 from containerfs.views.registry import VIEWS, directories
 
 log = logging.getLogger(__name__)
+
+_PAGE = 4096
 
 
 class Options(NamedTuple):
@@ -56,6 +59,10 @@ class ContainerFS:
         self._errors = RateLimitedLog(log)
         self.snapshots = Snapshots()
         self._directories = directories()
+        self._kinds = list(VIEWS)  # a handle's kind: the index of its view
+        self._largest: dict[str, int] = {}  # view -> longest content served, for size()
+        # The host's files grow rarely (hotplug, new disks): size() measures them now and then.
+        self._host_measured: TtlCache[None] = TtlCache(10.0)
 
     # -- tree ------------------------------------------------------------------------
 
@@ -89,20 +96,48 @@ class ContainerFS:
 
     # -- files -----------------------------------------------------------------------
 
-    def read(self, path: str, size: int, offset: int, pid: int) -> bytes:
-        """size bytes at offset of what thread pid reads at path."""
-        key = (pid, path)
-        snapshot = self.snapshots.get(key)
-        if offset == 0 or snapshot is None:
-            if self.is_dir(path):
-                raise IsADirectory(path)
+    def size(self, path: str) -> int:
+        """The size to report for a view: never smaller than any content it can have.
+
+        sendfile and splice read through the page cache, which stops at the size; reads
+        end at the real content's end, a short read, so a larger size pads nothing.
+        Content is at most the host's file (containers see fewer CPUs, devices and lines
+        with smaller figures) and the host's can grow (hotplug, new disks): twice the
+        largest content seen, in whole pages.
+        """
+        key = self._key(path)
+        self._host_measured.get(key, lambda: self._measure_host(key))
+        largest = self._largest.get(key, 0)
+        return (2 * largest // _PAGE + 1) * _PAGE
+
+    def _measure_host(self, key: str) -> None:
+        try:
+            self._seen(key, VIEWS[key].host_content(self.host).encode())
+        except (OSError, ValueError):
+            pass  # the largest content served so far still bounds it
+
+    def open(self, path: str, pid: int) -> int:
+        """A handle for one open file of the view at path (pid: the opener, unused yet)."""
+        if self.is_dir(path):
+            raise IsADirectory(path)
+        return self.snapshots.open(self._kinds.index(self._key(path)))
+
+    def read(self, handle: int, size: int, offset: int, pid: int) -> bytes:
+        """size bytes at offset of the open file handle, read by thread pid."""
+        content = self.snapshots.get(handle)
+        if offset == 0 or content is None:
+            try:
+                key = self._kinds[self.snapshots.kind(handle)]
+            except IndexError:
+                raise NotFound(f"handle {handle}") from None
             started = perf_counter_ns()
-            snapshot = self.render(VIEWS[self._key(path)], pid)
+            content = self.render(VIEWS[key], pid)
             self.latency.record(perf_counter_ns() - started)
-            self.snapshots.put(key, snapshot)
-        if offset >= len(snapshot):
-            self.snapshots.drop(key)  # the read at the end: this reader is done
-        return snapshot[offset : offset + size]
+            self.snapshots.put(handle, content)
+        return content[offset : offset + size]
+
+    def release(self, handle: int) -> None:
+        self.snapshots.release(handle)
 
     def render_path(self, path: str, pid: int) -> bytes:
         if self.is_dir(path):
@@ -121,9 +156,10 @@ class ContainerFS:
                 # Tracking starts at the first read: fill the task counts right away.
                 self.sampler.refresh(state)
             ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
-            text = view.render(ctx)
+            content = view.render(ctx).encode()
             self.stats.renders += 1
-            return text.encode()
+            self._seen(view.path, content)
+            return content
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
             # Vanished processes and cgroups, missing or malformed files are expected;
@@ -139,4 +175,9 @@ class ContainerFS:
                 err if expected else repr(err),
                 exc_info=not expected,
             )
-            return view.host_content(self.host).encode()
+            return self._seen(view.path, view.host_content(self.host).encode())
+
+    def _seen(self, key: str, content: bytes) -> bytes:
+        if len(content) > self._largest.get(key, 0):
+            self._largest[key] = len(content)
+        return content
