@@ -9,6 +9,7 @@ release, and no open file ever sees another's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from time import perf_counter_ns
@@ -111,10 +112,9 @@ class ContainerFS:
         return (2 * largest // _PAGE + 1) * _PAGE
 
     def _measure_host(self, key: str) -> None:
-        try:
+        # Unreadable now: the largest content served so far still bounds it.
+        with contextlib.suppress(OSError, ValueError):
             self._seen(key, VIEWS[key].host_content(self.host).encode())
-        except (OSError, ValueError):
-            pass  # the largest content served so far still bounds it
 
     def open(self, path: str, pid: int) -> int:
         """A handle for one open file of the view at path (pid: the opener, unused yet)."""
