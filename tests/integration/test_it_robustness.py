@@ -293,3 +293,192 @@ def test_daemonized_mount_and_umount(tmp_path):
     finally:
         # the daemon exits by itself once its mount is gone
         force_unmount(mp)
+
+
+# --------------------------------------------------------------------------- isolation (issue 9)
+
+WAYS_SCRIPT = r"""
+import json, os, shutil, subprocess, sys, tempfile
+out = {}
+for path in PATHS:
+    with open(path, "rb") as f:
+        whole = f.read()
+    got = {"read": whole}
+    fd = os.open(path, os.O_RDONLY)
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(fd, 7, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    got["pread7"] = b"".join(chunks)
+    with open("/tmp/sendfile", "wb") as dst:
+        os.lseek(fd, 0, 0)
+        n = 0
+        while True:
+            sent = os.sendfile(dst.fileno(), fd, None, 1 << 20)
+            if not sent:
+                break
+            n += sent
+    got["sendfile"] = open("/tmp/sendfile", "rb").read()
+    r, w = os.pipe()
+    os.lseek(fd, 0, 0)
+    spliced = b""
+    while True:
+        n = os.splice(fd, w, 65536)
+        if not n:
+            break
+        spliced += os.read(r, n)
+    got["splice"] = spliced
+    os.close(r); os.close(w); os.close(fd)
+    shutil.copyfile(path, "/tmp/copy")
+    got["copyfile"] = open("/tmp/copy", "rb").read()
+    got["busybox cat"] = subprocess.run(["busybox", "cat", path], capture_output=True).stdout
+    got["stdio"] = b"".join(open(path, "rb", buffering=16))
+    fd = os.open(path, os.O_RDONLY)
+    with open("/tmp/cfr", "wb") as dst:
+        try:
+            copied = b""
+            while os.copy_file_range(fd, dst.fileno(), 1 << 20):
+                pass
+            got["copy_file_range"] = open("/tmp/cfr", "rb").read()
+        except OSError as err:
+            got["copy_file_range"] = err.errno  # EXDEV between file systems: not applicable
+    os.close(fd)
+    out[path] = {k: v.decode() if isinstance(v, bytes) else v for k, v in got.items()}
+print(json.dumps(out))
+"""
+
+STABLE = ("/proc/cpuinfo", "/sys/devices/system/cpu/online", "/proc/swaps")
+
+
+def _shape(text):
+    """Each line's field count and first field unless it is a figure."""
+    return [
+        (len(fields), fields[0] if fields and not fields[0].replace(".", "").isdigit() else "")
+        for fields in (line.split() for line in text.splitlines())
+    ]
+
+
+def _check_ways(result, where):
+    for path, got in result.items():
+        whole = got.pop("read")
+        # A container that did no block I/O has an empty diskstats.
+        assert whole.endswith("\n") or (path == "/proc/diskstats" and whole == ""), (where, path, whole)
+        if isinstance(got.get("copy_file_range"), int):
+            assert got.pop("copy_file_range") == errno.EXDEV
+        for way, content in got.items():
+            if path in STABLE:
+                assert content == whole, (where, path, way, len(content), len(whole))
+            else:  # live figures: the same lines, whole, neither cut nor padded
+                assert _shape(content) == _shape(whole), (where, path, way, content)
+                assert content.endswith("\n") or content == whole == "", (where, path, way)
+                assert "\0" not in content, (where, path, way)
+
+
+def test_every_way_of_reading_gets_the_whole_content(containerfs_mount, runc_container):
+    """read, pread with 7-byte buffers, stdio, sendfile, splice, shutil.copyfile, busybox cat
+    (sendfile) and copy_file_range, in containers whose contents differ in length, taking
+    turns so a shorter content is read just before a longer one."""
+    mp = containerfs_mount.mountpoint
+    script = WAYS_SCRIPT.replace("PATHS", json.dumps(list(VIEW_FILES.values())))
+    small = runc_container.create(views_from=mp, cpus="0", memory=64 << 20, name="small")
+    large = runc_container.create(views_from=mp, cpus="0-1", memory=512 << 20, name="large")
+    lengths = {}
+    for turn in range(2):
+        for c in (small, large):
+            rc, out, err = c.exec(CONTAINER_PYTHON, "-c", script, timeout=120)
+            assert rc == 0, err
+            result = json.loads(out)
+            lengths[c.id] = len(result["/proc/cpuinfo"]["read"])
+            assert parse_meminfo(result["/proc/meminfo"]["busybox cat"])["MemTotal"] == (
+                65536 if c is small else 524288
+            )
+            _check_ways(result, c.id)
+        host = subprocess.run(
+            [sys.executable, "-c", WAYS_SCRIPT.replace("PATHS", json.dumps([str(mp / rel) for rel in VIEW_FILES]))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert host.returncode == 0, host.stderr
+        _check_ways(json.loads(host.stdout), "host")
+    assert lengths[small.id] < lengths[large.id]
+    _assert_serving(containerfs_mount)
+
+
+ATTACK_A = r"""
+import os, time
+deadline = time.time() + SECONDS
+n = 0
+while time.time() < deadline:
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open("/proc/meminfo", os.O_RDONLY)
+        os.read(fd, 10)  # stops early: never reaches the end, exits without closing
+        os._exit(0)
+    os.waitpid(pid, 0)
+    n += 1
+print(n)
+"""
+
+ATTACK_B = r"""
+import os, threading, time
+deadline = time.time() + SECONDS
+counts = {"reads": 0, "foreign": 0, "torn": 0}
+def opens():
+    while time.time() < deadline:
+        fd = os.open("/proc/meminfo", os.O_RDONLY)
+        data = os.pread(fd, 65536, 1)  # a fresh open read first at an offset above 0
+        os.close(fd)
+        counts["reads"] += 1
+        if not data.startswith(b"emTotal:") or int(data.split()[1]) != EXPECTED:
+            counts["foreign"] += 1
+def handoff():
+    # two threads on one descriptor, as thread pools do: one starts, the other goes on
+    while time.time() < deadline:
+        fd = os.open("/proc/stat", os.O_RDONLY)
+        first = os.pread(fd, 64, 0)
+        rest = []
+        t = threading.Thread(target=lambda: rest.append(os.pread(fd, 1 << 16, 64)))
+        t.start(); t.join()
+        os.close(fd)
+        lines = (first + rest[0]).decode().splitlines()
+        cpus = [list(map(int, l.split()[1:])) for l in lines if l.startswith("cpu") and l[3] != " "]
+        total = list(map(int, lines[0].split()[1:]))
+        if [sum(col) for col in zip(*cpus)] != total:
+            counts["torn"] += 1
+threads = [threading.Thread(target=opens) for _ in range(2)] + [threading.Thread(target=handoff)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(counts)
+"""
+
+
+def test_one_container_never_reads_another_containers_open_file(containerfs_mount, runc_container):
+    """Container A reads the start of meminfo and exits, over and over; container B opens
+    it afresh and reads first at offset 1 (what a recycled thread id would have been served
+    before), and hands /proc/stat between two threads.  0 foreign, 0 torn."""
+    mp = containerfs_mount.mountpoint
+    seconds = 8
+    a = runc_container.create(views_from=mp, memory=512 << 20, name="a")
+    b = runc_container.create(views_from=mp, memory=256 << 20, cpus="0-1", name="b")
+    results = {}
+
+    def run_a():
+        results["a"] = a.exec(CONTAINER_PYTHON, "-c", ATTACK_A.replace("SECONDS", str(seconds)), timeout=60)
+
+    t = threading.Thread(target=run_a)
+    t.start()
+    rc, out, err = b.exec(
+        CONTAINER_PYTHON, "-c", ATTACK_B.replace("SECONDS", str(seconds)).replace("EXPECTED", "262144"), timeout=60
+    )
+    t.join(60)
+    assert rc == 0, err
+    assert results["a"][0] == 0, results["a"][2]
+    counts = eval(out)  # the script's own dict literal
+    print(f"A: {results['a'][1].strip()} partial reads; B: {counts}")
+    assert counts["reads"] > 50 and int(results["a"][1]) > 20
+    assert counts["foreign"] == 0 and counts["torn"] == 0, counts
+    _assert_serving(containerfs_mount)
