@@ -10,6 +10,7 @@ release, and no open file ever sees another's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from time import perf_counter_ns
@@ -17,14 +18,14 @@ from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
 from containerfs.cgroup.reader import CgroupReader
-from containerfs.containers.resolve import Resolver
+from containerfs.containers.resolve import Container, Resolver
 from containerfs.daemon.counters import Stats
-from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
 from containerfs.daemon.latency import LatencyHistogram
 from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
-from containerfs.daemon.tracking import StateRegistry
+from containerfs.daemon.tracking import StateRegistry, identity
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache
 from containerfs.host.ttl import TtlCache
@@ -145,21 +146,38 @@ class ContainerFS:
         return self.render(VIEWS[self._key(path)], pid)
 
     def render(self, view: View, pid: int) -> bytes:
-        """What process pid reads at view: its container's figures, or the host's file."""
+        """What process pid reads at view: its container's figures, or the host's file for a host process.
+
+        A container process never gets the host's figures: when its container cannot be
+        rendered (its cgroup was moved and removed meanwhile), it is resolved again at
+        once; if that fails too, the read fails (EIO).
+        """
         try:
             container = self.resolver.resolve(pid)
-            if container is None:
+        except (OSError, ValueError, LookupError) as err:
+            # The reader is gone (its pid no longer names a process): nobody reads the answer.
+            self.stats.fallbacks += 1
+            self._errors.warning(
+                f"{view.path}:resolve",
+                "%s for pid %d: %s; the reader is gone, serving the host's file",
+                view.path,
+                pid,
+                err,
+            )
+            return self._seen(view.path, view.host_content(self.host).encode())
+        if container is None:
+            self.stats.host_reads += 1
+            return self._seen(view.path, view.host_content(self.host).encode())
+        try:
+            try:
+                return self._render_container(view, container)
+            except (OSError, ValueError, LookupError):
+                self.resolver.forget(pid)
+            again = self.resolver.resolve(pid)
+            if again is None:  # moved out of its container, to the host
                 self.stats.host_reads += 1
-                return view.host_content(self.host).encode()
-            state, created = self.registry.get(self.cgroups.identity(container.cgroups), container.cgroups)
-            if created:
-                # Tracking starts at the first read: fill the task counts right away.
-                self.sampler.refresh(state)
-            ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
-            content = view.render(ctx).encode()
-            self.stats.renders += 1
-            self._seen(view.path, content)
-            return content
+                return self._seen(view.path, view.host_content(self.host).encode())
+            return self._render_container(view, again)
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
             # Vanished processes and cgroups, missing or malformed files are expected;
@@ -169,13 +187,27 @@ class ContainerFS:
                 self.stats.error()
             self._errors.warning(
                 f"{view.path}:{type(err).__name__}",
-                "%s for pid %d: %s; serving the host's file",
+                "%s for pid %d: %s; the read fails",
                 view.path,
                 pid,
                 err if expected else repr(err),
                 exc_info=not expected,
             )
-            return self._seen(view.path, view.host_content(self.host).encode())
+            raise Unavailable(errno.EIO, f"{view.path} for pid {pid}: {err}") from err
+
+    def _render_container(self, view: View, container: Container) -> bytes:
+        key = identity(self.cgroups, container.cgroups)
+        state, created, replaced = self.registry.get(key, container.cgroups)
+        if replaced:
+            # The path was recreated (docker restart): descriptors of the old directory's files.
+            self.cgroups.forget(container.cgroups)
+        if created:
+            # Tracking starts at the first read: fill the task counts right away.
+            self.sampler.refresh(state)
+        ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
+        content = view.render(ctx).encode()
+        self.stats.renders += 1
+        return self._seen(view.path, content)
 
     def _seen(self, key: str, content: bytes) -> bytes:
         if len(content) > self._largest.get(key, 0):

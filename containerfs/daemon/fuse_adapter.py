@@ -27,12 +27,12 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 import mfusepy
 
 from containerfs.daemon.core import ContainerFS
-from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
 from containerfs.host.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
-_ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR}
+_ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, Unavailable: errno.EIO}
 _CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0

@@ -386,7 +386,7 @@ def test_every_way_of_reading_gets_the_whole_content(containerfs_mount, runc_con
     small = runc_container.create(views_from=mp, cpus="0", memory=64 << 20, name="small")
     large = runc_container.create(views_from=mp, cpus="0-1", memory=512 << 20, name="large")
     lengths = {}
-    for turn in range(2):
+    for _turn in range(2):
         for c in (small, large):
             rc, out, err = c.exec(CONTAINER_PYTHON, "-c", script, timeout=120)
             assert rc == 0, err

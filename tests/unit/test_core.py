@@ -14,7 +14,7 @@ import pytest
 
 import containerfs.views
 from containerfs.daemon.core import ContainerFS, Options
-from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
 from containerfs.daemon.snapshots import MAX_SNAPSHOTS, Snapshots
 from containerfs.views.registry import VIEWS
 
@@ -211,32 +211,69 @@ def test_host_reader_gets_host_file() -> None:
         ("remove cpu.stat", "proc/stat"),
         ("remove cgroup dir", "proc/uptime"),
         ("garbage init stat", "proc/uptime"),
-        ("vanished reader", "proc/cpuinfo"),
     ],
 )
-def test_failures_serve_host_file_and_are_counted(
+def test_a_container_reader_never_gets_host_figures(
     host_copy: Path, damage: str, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     fs = make_fs(host_copy)
     cgroup = web_cgroup(host_copy)
-    pid = WEB_INIT
     if damage.startswith("remove cgroup"):
         shutil.rmtree(cgroup)
     elif damage.startswith("remove"):
         (cgroup / damage.split()[1]).unlink()
     elif damage == "garbage init stat":
         (host_copy / "proc" / str(WEB_INIT) / "stat").write_text("not a stat line")
-    elif damage == "vanished reader":
-        pid = 999999
     else:
         (cgroup / damage.split()[1]).write_text("garbage\n")
-    with caplog.at_level(logging.WARNING):
-        content = fs.render_path(path, pid)
-    host_file = host_copy / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
-    assert content == host_file.read_bytes()
+    with caplog.at_level(logging.WARNING), pytest.raises(Unavailable):
+        fs.render_path(path, WEB_INIT)
     assert fs.stats.fallbacks == 1
     assert fs.stats.errors == 0, "an expected failure (vanished or damaged files) is not a daemon error"
-    assert "serving the host's file" in caplog.text
+    assert "the read fails" in caplog.text
+
+
+def test_a_vanished_reader_gets_the_host_file(caplog: pytest.LogCaptureFixture) -> None:
+    fs = make_fs(FIXTURES / "v2")
+    with caplog.at_level(logging.WARNING):
+        content = fs.render_path("proc/cpuinfo", 999999)
+    assert content == (FIXTURES / "v2" / "proc" / "cpuinfo").read_bytes()
+    assert fs.stats.fallbacks == 1 and fs.stats.errors == 0
+
+
+def test_a_reader_whose_cgroup_moved_and_vanished_is_resolved_again(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    expected = fs.render_path("proc/meminfo", OTHER_INIT)
+    assert fs.render_path("proc/meminfo", WEB_INIT) != expected
+    # web's init moves into the other container's cgroup and its own is removed, within
+    # the time membership is remembered.
+    old = web_cgroup(host_copy)
+    other = (host_copy / "proc" / str(OTHER_INIT) / "cgroup").read_text()
+    (host_copy / "proc" / str(WEB_INIT) / "cgroup").write_text(other)
+    shutil.rmtree(old)
+    assert fs.render_path("proc/meminfo", WEB_INIT) == expected
+    assert fs.stats.fallbacks == 0
+
+
+def test_a_recreated_cgroup_is_a_new_container(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    fs.render_path("proc/loadavg", WEB_INIT)
+    for _ in range(12):
+        fs.sampler.sample_all()
+    assert float(fs.render_path("proc/loadavg", WEB_INIT).split()[0]) > 1
+    stat_before = fs.render_path("proc/stat", WEB_INIT)
+    # docker restart: the same path, a new directory.
+    cgroup = web_cgroup(host_copy)
+    saved = host_copy.parent / "saved"
+    shutil.copytree(cgroup, saved)
+    shutil.rmtree(cgroup)
+    shutil.copytree(saved, cgroup)
+    (cgroup / "cpu.stat").write_text("usage_usec 1000\nuser_usec 600\nsystem_usec 400\n")
+    assert fs.render_path("proc/loadavg", WEB_INIT).split()[:3] == [b"0.00", b"0.00", b"0.00"]
+    stat_after = fs.render_path("proc/stat", WEB_INIT)
+    assert int(stat_after.split()[1]) < int(stat_before.split()[1]), "the old container's stat floor leaked"
+    fs.sampler.sample_all()  # the sampler drops the old container's state
+    assert len(fs.registry) == 1
 
 
 def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,19 +283,21 @@ def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch)
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(fs.cgroups, "memory", broken)
-    assert fs.render_path("proc/meminfo", WEB_INIT) == (FIXTURES / "v2" / "proc" / "meminfo").read_bytes()
+    with pytest.raises(Unavailable):
+        fs.render_path("proc/meminfo", WEB_INIT)
     assert (fs.stats.fallbacks, fs.stats.errors) == (1, 1)
     assert fs.stats.last_error is not None
 
 
-def test_fallback_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs = make_fs(host_copy)
     (web_cgroup(host_copy) / "memory.current").unlink()
     with caplog.at_level(logging.WARNING):
         for _ in range(50):
-            fs.render_path("proc/meminfo", WEB_INIT)
+            with pytest.raises(Unavailable):
+                fs.render_path("proc/meminfo", WEB_INIT)
     assert fs.stats.fallbacks == 50
-    assert caplog.text.count("serving the host's file") == 1
+    assert caplog.text.count("the read fails") == 1
 
 
 def test_stat_never_goes_backwards(host_copy: Path) -> None:
