@@ -8,17 +8,23 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 from cfs_harness import (
     CONTAINER_PYTHON,
+    PREFIX,
     REPO_ROOT,
+    SESSION,
     VIEW_FILES,
     containerfs_argv,
     force_unmount,
+    host_meminfo,
     is_mounted,
     mount_count,
     parse_meminfo,
+    remove_cgroup_tree,
+    v1_controller_dirs,
 )
 
 pytestmark = pytest.mark.integration
@@ -481,4 +487,128 @@ def test_one_container_never_reads_another_containers_open_file(containerfs_moun
     print(f"A: {results['a'][1].strip()} partial reads; B: {counts}")
     assert counts["reads"] > 50 and int(results["a"][1]) > 20
     assert counts["foreign"] == 0 and counts["torn"] == 0, counts
+    _assert_serving(containerfs_mount)
+
+
+READER_LOOP = r"""
+import json, os, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+totals, errors = {}, 0
+deadline = time.time() + seconds
+print("ready", flush=True)
+while time.time() < deadline:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+        total = int(first.split()[1])
+        totals[total] = totals.get(total, 0) + 1
+    except OSError as err:
+        errors += 1
+print(json.dumps({"totals": totals, "errors": errors}), flush=True)
+"""
+
+
+def _v1_dir(controller):
+    for key, mount in v1_controller_dirs().items():
+        if controller in key.split(","):
+            return mount
+    pytest.fail(f"no v1 {controller} hierarchy")
+
+
+def _own_cgroup(controller, name):
+    path = _v1_dir(controller) / f"{PREFIX}-{SESSION}{uuid.uuid4().hex[:6]}-{name}"
+    path.mkdir()
+    return path
+
+
+def _in_own_mount_namespace(cgroup_dirs, *argv):
+    """A host-pid-namespace process in its own mount namespace (so it is a container to
+    the daemon, like `docker run --pid=host`) that joins cgroup_dirs before it runs argv."""
+    joins = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in cgroup_dirs)
+    return subprocess.Popen(
+        ["sh", "-c", f'{joins}; exec unshare -m "$@"', "sh", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_reader_moved_out_of_a_removed_cgroup_never_reads_host_figures(containerfs_mount):
+    """A real process in a real v1 memory cgroup reads meminfo in a loop while it is moved
+    to a new cgroup and its old one is removed, again and again: every read shows one of
+    its own limits, none the host's MemTotal."""
+    limits = (256 << 20, 128 << 20)
+    made = []
+    try:
+        current = _own_cgroup("memory", "move0")
+        made.append(current)
+        (current / "memory.limit_in_bytes").write_text(str(limits[0]))
+        reader = _in_own_mount_namespace(
+            [current], sys.executable, "-c", READER_LOOP, str(containerfs_mount.path("proc/meminfo")), "6"
+        )
+        assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+        moves = 0
+        while reader.poll() is None and moves < 40:
+            time.sleep(0.1)
+            nxt = _own_cgroup("memory", f"move{moves + 1}")
+            made.append(nxt)
+            (nxt / "memory.limit_in_bytes").write_text(str(limits[(moves + 1) % 2]))
+            try:
+                (nxt / "cgroup.procs").write_text(str(reader.pid))
+            except OSError:
+                break  # the reader finished
+            remove_cgroup_tree(current)
+            current = nxt
+            moves += 1
+        out, err = reader.communicate(timeout=30)
+    finally:
+        for d in made:
+            remove_cgroup_tree(d)
+    result = json.loads(out.strip().splitlines()[-1])
+    totals = {int(k): v for k, v in result["totals"].items()}
+    print(f"{moves} moves; MemTotal seen: {totals}; errors {result['errors']}")
+    host_total = host_meminfo()["MemTotal"]
+    assert moves >= 10 and sum(totals.values()) > 100, (moves, totals)
+    assert host_total not in totals, f"{totals[host_total]} reads got the host's MemTotal"
+    assert set(totals) <= {limit >> 10 for limit in limits}, totals
+    assert result["errors"] <= sum(totals.values()) // 100, result
+    _assert_serving(containerfs_mount)
+
+
+STAT_USER = r"""
+import sys, time
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    pass  # burn CPU time in this cgroup
+with open(sys.argv[1]) as f:
+    print(f.readline())
+"""
+
+
+def test_a_recreated_cgroup_path_is_a_new_container(containerfs_mount):
+    """docker restart keeps the cgroup path: the new container must not inherit the old
+    one's stat counters (floors) or load."""
+    stat_path = str(containerfs_mount.path("proc/stat"))
+    cpu = _own_cgroup("cpuacct", "restart")
+    memory = _v1_dir("memory") / cpu.name
+    memory.mkdir()
+    try:
+        first = _in_own_mount_namespace([cpu, memory], sys.executable, "-c", STAT_USER, stat_path, "3")
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+        old_user = int(out.split()[1])
+        assert old_user >= 30, out  # seconds of CPU in USER_HZ ticks (on a busy machine)
+        remove_cgroup_tree(cpu)
+        remove_cgroup_tree(memory)
+        cpu.mkdir()
+        memory.mkdir()
+        second = _in_own_mount_namespace([cpu, memory], sys.executable, "-c", STAT_USER, stat_path, "0")
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 0, err
+        new_user = int(out.split()[1])
+    finally:
+        remove_cgroup_tree(cpu)
+        remove_cgroup_tree(memory)
+    print(f"old container's cpu user {old_user}, new one's {new_user}")
+    assert new_user < old_user // 2, "the recreated cgroup inherited the old container's counters"
     _assert_serving(containerfs_mount)
