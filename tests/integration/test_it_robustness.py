@@ -560,7 +560,7 @@ def test_a_reader_moved_out_of_a_removed_cgroup_never_reads_host_figures(contain
             remove_cgroup_tree(current)
             current = nxt
             moves += 1
-        out, err = reader.communicate(timeout=30)
+        out, _ = reader.communicate(timeout=30)
     finally:
         for d in made:
             remove_cgroup_tree(d)
