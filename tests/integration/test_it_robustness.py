@@ -612,3 +612,55 @@ def test_a_recreated_cgroup_path_is_a_new_container(containerfs_mount):
     print(f"old container's cpu user {old_user}, new one's {new_user}")
     assert new_user < old_user // 2, "the recreated cgroup inherited the old container's counters"
     _assert_serving(containerfs_mount)
+
+
+READ_ONCE = r"""
+import sys
+with open(sys.argv[1]) as f:
+    print(f.readline().split()[1])
+"""
+
+
+def _memtotal_in_cgroup(directory, meminfo):
+    p = _in_own_mount_namespace([directory], sys.executable, "-c", READ_ONCE, meminfo)
+    out, err = p.communicate(timeout=30)
+    return int(out) if p.returncode == 0 and out.strip() else f"rc={p.returncode} {err.strip()}"
+
+
+@pytest.mark.parametrize("nofile", [24])
+def test_short_of_descriptors_every_container_still_gets_its_figures(request, tmp_path, nofile):
+    """Started with a tiny descriptor limit, then lowered further while it serves: each of
+    many containers reads its own MemTotal, none the host's, none an error."""
+    from conftest import attach_log
+    from cfs_harness import FuseDaemon
+
+    mp = tmp_path / "pressure"
+    argv = ["prlimit", f"--nofile={nofile}:{nofile}", *containerfs_argv(mp, "--run-dir", str(tmp_path / "run"))]
+    daemon = FuseDaemon("containerfs", argv, mp, tmp_path / "pressure.log")
+    attach_log(request, "containerfs daemon log (pressure)", daemon.log_path, daemon)
+    made = []
+    try:
+        daemon.start()
+        meminfo = str(mp / "proc/meminfo")
+        for i in range(24):
+            d = _own_cgroup("memory", f"fd{i}")
+            made.append(d)
+            (d / "memory.limit_in_bytes").write_text(str((64 + i) << 20))
+        seen = {d.name: _memtotal_in_cgroup(d, meminfo) for d in made}
+        wrong = {name: v for name, v in seen.items() if v != (64 + made.index(_v1_dir("memory") / name)) << 10}
+        assert not wrong, f"at RLIMIT_NOFILE {nofile}: {wrong}"
+        # Lower the running daemon's limit to what it holds now plus a little.
+        held = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
+        subprocess.run(["prlimit", f"--pid={daemon.proc.pid}", f"--nofile={held}:{held}"], check=True)
+        for i in range(24, 40):
+            d = _own_cgroup("memory", f"fd{i}")
+            made.append(d)
+            (d / "memory.limit_in_bytes").write_text(str((64 + i) << 20))
+        seen = {d.name: _memtotal_in_cgroup(d, meminfo) for d in made}
+        wrong = {name: v for name, v in seen.items() if v != (64 + made.index(_v1_dir("memory") / name)) << 10}
+        assert not wrong, f"at RLIMIT_NOFILE {held} (lowered at runtime): {wrong}"
+        assert daemon.alive()
+    finally:
+        daemon.stop()
+        for d in made:
+            remove_cgroup_tree(d)
