@@ -78,10 +78,9 @@ def request(path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[s
         except OSError as err:
             raise ControlError(f"cannot reach the daemon at {path}: {err.strerror or err}") from err
         try:
-            try:
+            # The daemon may answer before reading (busy, refused): then read why.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(json.dumps(message).encode() + b"\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the daemon answered before reading (busy, refused): read why
             data = _read_all(sock)
         except socket.timeout as err:
             raise ControlError(f"the daemon did not answer within {timeout:g} s") from err
