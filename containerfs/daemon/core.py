@@ -206,6 +206,10 @@ class ContainerFS:
             self.sampler.refresh(state)
         ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
         content = view.render(ctx).encode()
+        # Removed while we read (moved, then its cgroup deleted): a file read after the
+        # removal may have looked merely absent ("no limit") and let host figures in.
+        if identity(self.cgroups, container.cgroups) != key:
+            raise FileNotFoundError(errno.ENOENT, "the container's cgroup was removed while it was read")
         self.stats.renders += 1
         return self._seen(view.path, content)
 
