@@ -12,19 +12,18 @@ import os
 import threading
 from typing import NamedTuple
 
-from containerfs.cgroup.layout import Layout
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.common import NotMounted
+from containerfs.cgroup.layout import Hierarchies, Layout
 from containerfs.procfs.stat import CpuTimes
 
 # (controller, path, st_dev, st_ino) for the controllers that name the container.
-CgroupKey = tuple[tuple[str, str, int, int], ...]
+StateKey = tuple[tuple[str, str, int, int], ...]
 # The v1 controllers whose counters the state accumulates (stat floors, load).
 _V1_IDENTITY = ("memory", "cpu", "cpuacct")
 
 
-def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
+def identity(hierarchies: Hierarchies, paths: dict[str, str]) -> StateKey:
     """The container these cgroups make up, as of now; raises OSError if a directory is gone."""
-    hierarchies = cgroups.hierarchies
     if hierarchies.layout is Layout.V2:
         located = [("", hierarchies.root, paths.get("", "/"))]
     else:
@@ -36,12 +35,18 @@ def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
                 located.append((controller, base, path))
     key = []
     for controller, base, path in located:
-        st = os.stat(base.rstrip("/") + "/" + path.lstrip("/"))
+        try:
+            st = os.stat(base.rstrip("/") + "/" + path.lstrip("/"))
+        except FileNotFoundError:
+            if not os.path.isdir(base):
+                # The hierarchy itself is absent (unmounted), not the container's cgroup.
+                raise NotMounted(f"no cgroup hierarchy at {base}") from None
+            raise
         key.append((controller, path, st.st_dev, st.st_ino))
     return tuple(key)
 
 
-def _paths(key: CgroupKey) -> tuple[tuple[str, str], ...]:
+def _paths(key: StateKey) -> tuple[tuple[str, str], ...]:
     return tuple((controller, path) for controller, path, _, _ in key)
 
 
@@ -53,7 +58,7 @@ class TaskCounts(NamedTuple):
 
 
 class ContainerState:
-    def __init__(self, key: CgroupKey, cgroups: dict[str, str]) -> None:
+    def __init__(self, key: StateKey, cgroups: dict[str, str]) -> None:
         self.key = key
         self.cgroups = cgroups
         self.lock = threading.Lock()
@@ -68,10 +73,10 @@ class StateRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._states: dict[CgroupKey, ContainerState] = {}
-        self._by_paths: dict[tuple[tuple[str, str], ...], CgroupKey] = {}
+        self._states: dict[StateKey, ContainerState] = {}
+        self._by_paths: dict[tuple[tuple[str, str], ...], StateKey] = {}
 
-    def get(self, key: CgroupKey, cgroups: dict[str, str]) -> tuple[ContainerState, bool, bool]:
+    def get(self, key: StateKey, cgroups: dict[str, str]) -> tuple[ContainerState, bool, bool]:
         """The container's state, whether this call created it, and whether that replaced
         the state of an older container at the same paths (whose caches are stale)."""
         with self._lock:
@@ -86,7 +91,7 @@ class StateRegistry:
             state = self._states[key] = ContainerState(key, cgroups)
             return state, True, old is not None
 
-    def find(self, key: CgroupKey) -> ContainerState | None:
+    def find(self, key: StateKey) -> ContainerState | None:
         """The state of a container that is tracked, without starting to track it."""
         with self._lock:
             return self._states.get(key)
@@ -95,7 +100,7 @@ class StateRegistry:
         with self._lock:
             return list(self._states.values())
 
-    def remove(self, key: CgroupKey) -> None:
+    def remove(self, key: StateKey) -> None:
         with self._lock:
             self._states.pop(key, None)
             if self._by_paths.get(_paths(key)) == key:
