@@ -38,7 +38,8 @@ _CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0
 # How long an OPEN waits for the page cache to be dropped (see SizeKeeper).
-_DROP_WAIT_SECONDS = 0.05
+_DROP_WAIT_SECONDS = 0.02
+_PAGE = 4096
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,7 +91,9 @@ class SizeKeeper:
     (FUSE_NOTIFY_INVAL_INODE) before the opener reads.  Dropping waits for pages locked by
     reads in flight, which this single-threaded loop answers: a helper thread sends it
     while the loop waits a little, then goes on regardless (never a deadlock; under such
-    contention the opener may still meet a page filled for another reader).
+    contention the opener may still meet a page filled for another reader).  Only files
+    that may have cached pages are dropped: the page cache reads whole pages at page
+    offsets, so a read of whole pages marks its file (read() with such a buffer does too).
     """
 
     def __init__(self, fs: ContainerFS, mountpoint: str) -> None:
@@ -105,6 +108,7 @@ class SizeKeeper:
         self._notify = notify if inval is not None else None
         self._inval = inval
         self._to_drop: queue.SimpleQueue[tuple[int, threading.Event]] = queue.SimpleQueue()
+        self._cached: set[str] = set()  # files whose pages may be in the page cache
         if notify is not None and inval is not None:
             notify.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
             inval.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64]
@@ -128,8 +132,15 @@ class SizeKeeper:
             finally:
                 done.set()
 
+    def read_pages(self, path: str, size: int, offset: int) -> None:
+        if size % _PAGE == 0 and offset % _PAGE == 0:
+            self._cached.add(path)
+
     def drop_pages(self, path: str) -> None:
         """Drop the file's cached pages before its opener reads (see the class comment)."""
+        if path not in self._cached:
+            return
+        self._cached.discard(path)
         node = self._nodes.get(path.strip("/"))
         if node is None or self._session is None or self._notify is None:
             return
@@ -222,6 +233,8 @@ class FuseAdapter:
 
     @_errors_to_errno
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        if self._sizes is not None:
+            self._sizes.read_pages(path, size, offset)
         return self._fs.read(fh, size, offset, mfusepy.fuse_get_context()[2])
 
     @_errors_to_errno
