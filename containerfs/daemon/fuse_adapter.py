@@ -93,7 +93,8 @@ class SizeKeeper:
     while the loop waits a little, then goes on regardless (never a deadlock; under such
     contention the opener may still meet a page filled for another reader).  Only files
     that may have cached pages are dropped: the page cache reads whole pages at page
-    offsets, so a read of whole pages marks its file (read() with such a buffer does too).
+    offsets and never past the reported size, so such a read marks its file (a read()
+    with a page-sized buffer does too; larger buffers, the common case, do not).
     """
 
     def __init__(self, fs: ContainerFS, mountpoint: str) -> None:
@@ -133,7 +134,7 @@ class SizeKeeper:
                 done.set()
 
     def read_pages(self, path: str, size: int, offset: int) -> None:
-        if size % _PAGE == 0 and offset % _PAGE == 0:
+        if size % _PAGE == 0 and offset % _PAGE == 0 and offset + size <= self._fs.size(path):
             self._cached.add(path)
 
     def drop_pages(self, path: str) -> None:
