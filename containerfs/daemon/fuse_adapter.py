@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 _ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.EIO}
 _CORE_ERRORS = tuple(_ERRNO)
-# The kernel asks again only when these expire; nothing in the tree ever changes.
+# The kernel asks again only when these expire.  The tree changes only when a block
+# device comes or goes: a new one is looked up by name when listed, a removed one's
+# cached entry reads ENOENT.
 TREE_TIMEOUT_SECONDS = 86400.0
 # How long an OPEN waits for the page cache to be dropped (see SizeKeeper).
 _DROP_WAIT_SECONDS = 0.02
@@ -218,11 +220,25 @@ class FuseAdapter:
         if self._fs.is_dir(path):
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2, **self._times}
         # Not 0 like procfs: sendfile and splice read through the page cache, up to the size.
-        return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": self._fs.size(path), **self._times}
+        return {
+            "st_mode": stat.S_IFREG | self._fs.file_mode(path),
+            "st_nlink": 1,
+            "st_size": self._fs.size(path),
+            **self._times,
+        }
 
     @_errors_to_errno
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *self._fs.listdir(path)]
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, int, int]]:
+        # Overlaid directories list what the reader's container is shown (its cpuN).  Each
+        # entry carries its type: glibc before 2.35 counts CPUs by DT_DIR entries.
+        entries: list[str | tuple[str, int, int]] = [".", ".."]
+        for name in self._fs.listdir(path, mfusepy.fuse_get_context()[2]):
+            try:
+                kind = stat.S_IFDIR if self._fs.is_dir(f"{path.rstrip('/')}/{name}") else stat.S_IFREG
+            except NotFound:
+                continue  # gone since the listing
+            entries.append((name, kind, 0))
+        return entries
 
     @_errors_to_errno
     def open(self, path: str, flags: int) -> int:

@@ -12,6 +12,7 @@ from containerfs.inject import syscalls
 from containerfs.inject.namespace import Outcome, apply_in_namespace, needs_tree
 from containerfs.inject.plan import Action, Step
 from containerfs.procfs.mountinfo import Mount
+from containerfs.views.overlays import OVERLAY_DIRS
 
 
 class NotServing(Exception):
@@ -28,7 +29,13 @@ class ViewSource(NamedTuple):
 def served_views(mountpoint: str) -> tuple[str, ...]:
     """The files a live daemon serves: what it has, not what this client's version knows."""
     found = []
-    for directory, _, files in os.walk(mountpoint):
+    for directory, subdirs, files in os.walk(mountpoint):
+        rel = os.path.relpath(directory, mountpoint)
+        if rel in OVERLAY_DIRS:
+            # Bound whole (the host's entries pass through it): not walked, one target.
+            found.append(rel)
+            subdirs.clear()
+            continue
         found += [os.path.relpath(os.path.join(directory, name), mountpoint) for name in files]
     return tuple(sorted(found))
 

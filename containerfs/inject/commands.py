@@ -10,6 +10,7 @@ from typing import TextIO
 
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.logsetup import configure_logging
+from containerfs.host.errors import ProcessGone
 from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
@@ -39,7 +40,7 @@ def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
     resolver = Resolver(proc_root)
     try:
         mntns = resolver.ns(pid, "mnt")
-    except FileNotFoundError:
+    except ProcessGone:
         raise LookupError(f"no process {pid}") from None
     if mntns == resolver.host_mntns:
         raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
@@ -122,7 +123,16 @@ def _attach_before_start(
 
 
 def docker_args(mountpoint: str) -> str:
+    from containerfs.views.overlays import bind_targets
     from containerfs.views.registry import VIEWS
 
     mountpoint = os.path.abspath(mountpoint)
-    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in VIEWS)
+    # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
+    # block devices' stat files come with the OCI hook, `inject` or the watcher.
+    targets = [v for v in bind_targets(VIEWS) if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in targets)
+
+
+_SPEC_PROC_MOUNTS = {
+    f"proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg")
+}

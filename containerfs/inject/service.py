@@ -24,6 +24,7 @@ from containerfs.inject.attach import (
     carry_out,
     dead_source,
     live_source,
+    served_views,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
@@ -115,10 +116,26 @@ class InjectionService:
                 elif creations.wait(timeout, self._wake_r):
                     burst_until = time.monotonic() + BURST_SECONDS
                 if not self._stop.is_set():
+                    source = self._refresh(source)
                     self.watch_once(source, policy)
         finally:
             if creations is not None:
                 creations.close()
+
+    def _refresh(self, source: ViewSource) -> ViewSource:
+        """The files served now: a block device added since the last pass brings a view.
+
+        When they changed, every container is planned again on this pass: the new views
+        are attached, the present ones kept (no fork where nothing changes).
+        """
+        try:
+            views = served_views(self.mountpoint)
+        except OSError:
+            return source
+        if views != source.views:
+            self._seen.clear()
+            source = source._replace(views=views)
+        return source
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
