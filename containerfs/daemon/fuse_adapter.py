@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import stat
 import threading
 import time
@@ -42,6 +43,8 @@ TREE_TIMEOUT_SECONDS = 86400.0
 # How long an OPEN waits for the page cache to be dropped (see SizeKeeper).
 _DROP_WAIT_SECONDS = 0.02
 _PAGE = 4096
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,17 +201,23 @@ class FuseAdapter:
             config.direct_io = 1
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        for service in self._services:
-            try:
-                service.start()
-            except Exception:  # the views matter more than any one helper thread
-                log.exception("%s did not start", type(service).__name__)
+        # They inherit a mask without the stop signals: libfuse's handler only sets a flag,
+        # so SIGTERM must land on this thread, the loop's, to interrupt its read.
+        unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for service in self._services:
+                try:
+                    service.start()
+                except Exception:  # the views matter more than any one helper thread
+                    log.exception("%s did not start", type(service).__name__)
+            if self._sizes is not None:
+                try:
+                    self._sizes.attach()
+                except Exception:  # sendfile may come back short; every other read is whole
+                    log.exception("cannot keep the views' sizes for sendfile")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
         self.served = True
-        if self._sizes is not None:
-            try:
-                self._sizes.attach()
-            except Exception:  # sendfile may come back short; every other read is whole
-                log.exception("cannot keep the views' sizes for sendfile")
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 
     def destroy(self, path: Any) -> None:
