@@ -19,5 +19,10 @@ setup(
     packages=find_packages(include=["containerfs", "containerfs.*"]),
     install_requires=["mfusepy>=3.0", "psutil>=5.8"],
     extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"]},
-    entry_points={"console_scripts": ["containerfs=containerfs.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "containerfs=containerfs.cli:main",
+            "containerfs-runtime=containerfs.runtime.main:main",
+        ]
+    },
 )

@@ -13,6 +13,8 @@ from containerfs.daemon.core import ContainerFS, Options
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.status.collect import StatusCollector
+from containerfs.sysinfo.paths import sysinfo_paths
+from containerfs.sysinfo.service import SysinfoService
 
 log = logging.getLogger("containerfs")
 
@@ -63,6 +65,7 @@ def mount(
     os.chdir("/")
     try:
         control_path = control.socket_path(mountpoint, state_dir)
+        sysinfo_sockets = sysinfo_paths(mountpoint, state_dir)
         prepare_mountpoint(mountpoint)
         fs = ContainerFS(options)
         # Made now, so a run directory that cannot exist stops us before mounting.
@@ -74,8 +77,9 @@ def mount(
 
     injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
+    sysinfo = SysinfoService(fs, sysinfo_sockets)
     try:
-        serve(fs, mountpoint, foreground, [injection, status])
+        serve(fs, mountpoint, foreground, [injection, status, sysinfo])
     except RuntimeError as err:
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1

@@ -319,9 +319,11 @@ class Container:
 
 
 class ContainerFactory:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, runtime=("runc",)):
         self.tmp_path = Path(tmp_path)
         self.containers = []
+        # The argv that runs `run`: runc, or a wrapper such as containerfs-runtime.
+        self.runtime = list(runtime)
 
     def _spec(
         self,
@@ -342,6 +344,7 @@ class ContainerFactory:
         hooks=None,
         annotations=None,
         pids_limit=None,
+        seccomp=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -399,6 +402,8 @@ class ContainerFactory:
             spec["hooks"] = hooks
         if annotations:
             spec["annotations"] = annotations
+        if seccomp is not None:
+            spec["linux"]["seccomp"] = seccomp
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
@@ -414,6 +419,7 @@ class ContainerFactory:
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.
         pids_limit: the container's pids.max.
+        seccomp: the OCI linux.seccomp object.
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -435,7 +441,7 @@ class ContainerFactory:
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:
                 p = subprocess.run(
-                    ["runc", "run", "--detach", cid],
+                    [*self.runtime, "run", "--detach", cid],
                     cwd=bundle,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -448,7 +454,7 @@ class ContainerFactory:
                     + (bundle / "stderr.log").read_text(errors="replace")
                 )
         else:
-            p = run(["runc", "run", cid], timeout=timeout, cwd=bundle)
+            p = run([*self.runtime, "run", cid], timeout=timeout, cwd=bundle)
             c.result = (p.returncode, p.stdout, p.stderr)
         return c
 
