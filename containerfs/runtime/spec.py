@@ -76,7 +76,7 @@ def _add_sysinfo_rule(spec: dict[str, Any], plan: Plan, notes: list[str]) -> boo
             # One filter has one listener: another supervisor already owns this one.
             notes.append(f"the seccomp profile sends its notifications to {listener}: sysinfo not intercepted")
             return False
-        syscalls = seccomp.setdefault("syscalls", [])
+        syscalls = list(seccomp.get("syscalls") or [])
         own = _sysinfo_rules(syscalls)
         if any(r.get("action") == NOTIFY for r in own) and listener == plan.listener_path:
             notes.append("the seccomp profile already sends sysinfo to containerfs")

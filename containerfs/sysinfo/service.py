@@ -44,10 +44,11 @@ def answer(fs: ContainerFS, pid: int) -> bytes:
 
 
 class SysinfoService:
-    def __init__(self, fs: ContainerFS, paths: SysinfoPaths, idle_exit: float = 60.0) -> None:
+    def __init__(self, fs: ContainerFS, paths: SysinfoPaths, idle_exit: float = 60.0, holder: bool = True) -> None:
         self.fs = fs
         self.paths = paths
         self.idle_exit = idle_exit
+        self.run_holder = holder  # False: answer only (tests drive the socket themselves)
         self.answered = 0
         self._sock: socket.socket | None = None
         self._inode: int | None = None
@@ -92,6 +93,8 @@ class SysinfoService:
                 os.unlink(self.paths.answers)
 
     def ensure_holder(self) -> None:
+        if not self.run_holder:
+            return
         if self._holder is not None and self._holder.poll() is None:
             return
         if holder_pid(self.paths) is not None:
@@ -155,8 +158,8 @@ class SysinfoService:
                     exc_info=not expected,
                 )
                 data = b""
-            conn.sendall(data)
             if data:
                 self.answered += 1
+            conn.sendall(data)
         except OSError as err:
             self._errors.warning("client", "sysinfo socket: %s", err)
