@@ -25,6 +25,7 @@ python3 -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q .
 ln -sf "$PREFIX/bin/containerfs" /usr/local/bin/containerfs
+ln -sf "$PREFIX/bin/containerfs-runtime" /usr/local/bin/containerfs-runtime
 
 # A daemon from an earlier install: stop it, and wait until it has taken its views out of
 # the containers and noted them, so that the new one puts them back.
