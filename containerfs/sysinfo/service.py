@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
+import shutil
 import socket
 import stat
 import struct
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 from containerfs.daemon.core import ContainerFS
 from containerfs.daemon.ratelimit import RateLimitedLog
@@ -41,6 +44,18 @@ def answer(fs: ContainerFS, pid: int) -> bytes:
     if ctx is None:
         return b""
     return pack_sysinfo(sysinfo_of(ctx))
+
+
+def systemd_unit_argv(paths: SysinfoPaths, env: Mapping[str, str] = os.environ) -> list[str]:
+    """Under systemd (the packaged unit), the holder runs as a transient unit of its own.
+
+    A child stays in the daemon's control group, and stopping or restarting the unit
+    (KillMode=mixed, Restart=on-failure) kills everything in it: the holder with it.
+    """
+    if "INVOCATION_ID" not in env or shutil.which("systemd-run") is None:
+        return []
+    name = "containerfs-sysinfo-" + hashlib.sha256(paths.listener.encode()).hexdigest()[:12]
+    return ["systemd-run", "--quiet", "--collect", f"--unit={name}", "--"]
 
 
 class SysinfoService:
@@ -101,18 +116,20 @@ class SysinfoService:
             return  # left running by an earlier daemon: it finds our socket by its path
         argv = [sys.executable, "-m", HOLDER_MODULE, "--listener", self.paths.listener]
         argv += ["--answers", self.paths.answers, "--pidfile", self.paths.pidfile, "--idle-exit", str(self.idle_exit)]
+        argv = systemd_unit_argv(self.paths) + argv
         with open(self.paths.log, "ab") as err:
             # Its own session: signals to the daemon's process group never reach it.
             self._holder = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
             )
         deadline = time.monotonic() + 5.0
-        while holder_pid(self.paths) != self._holder.pid and time.monotonic() < deadline:
-            if self._holder.poll() is not None:
+        while (pid := holder_pid(self.paths)) is None and time.monotonic() < deadline:
+            # systemd-run exits once the unit runs; the holder itself exits only on failure.
+            if self._holder.poll() not in (None, 0):
                 log.warning("the sysinfo holder exited with %s; see %s", self._holder.returncode, self.paths.log)
                 return
             time.sleep(0.02)
-        log.info("started the sysinfo holder (pid %d) at %s", self._holder.pid, self.paths.listener)
+        log.info("started the sysinfo holder (pid %s) at %s", pid, self.paths.listener)
 
     def _serve(self) -> None:
         assert self._sock is not None

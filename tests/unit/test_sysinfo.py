@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import subprocess
@@ -15,7 +16,7 @@ from containerfs.procfs.loadavg import FSHIFT
 from containerfs.sysinfo import abi
 from containerfs.sysinfo.holder import ask_daemon
 from containerfs.sysinfo.paths import holder_pid, sysinfo_paths
-from containerfs.sysinfo.service import SysinfoService, answer
+from containerfs.sysinfo.service import SysinfoService, answer, systemd_unit_argv
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEB_INIT = 2000  # the "web" container's init in every fixture host
@@ -170,3 +171,14 @@ def test_socket_paths_fit_a_socket_address(tmp_path: Path) -> None:
     assert paths.pidfile.endswith(".pid") and paths.log.endswith(".log")
     with pytest.raises(ValueError, match="too long"):
         sysinfo_paths("/var/lib/containerfs", str(tmp_path / ("d" * 100)))
+
+
+def test_under_systemd_the_holder_gets_a_unit_of_its_own(tmp_path: Path) -> None:
+    paths = sysinfo_paths("/var/lib/containerfs", "/run/containerfs")
+    assert systemd_unit_argv(paths, {}) == []
+    argv = systemd_unit_argv(paths, {"INVOCATION_ID": "x"})
+    if shutil.which("systemd-run") is None:
+        assert argv == []
+    else:
+        assert argv[0] == "systemd-run" and argv[-1] == "--"
+        assert any(a.startswith("--unit=containerfs-sysinfo-") for a in argv)
