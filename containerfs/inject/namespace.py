@@ -31,7 +31,12 @@ class Outcome(NamedTuple):
     def result(self) -> str:
         if not self.done:
             return "absent" if self.error == ABSENT else "failed"
-        verb = {Action.ATTACH: "attached", Action.KEEP: "already there", Action.REPLACE: "replaced"}
+        verb = {
+            Action.ATTACH: "attached",
+            Action.KEEP: "already there",
+            Action.REPLACE: "replaced",
+            Action.LEAVE: "left to the container's own mount",
+        }
         return verb.get(self.step.action, "detached")
 
     @property

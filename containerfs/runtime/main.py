@@ -22,7 +22,7 @@ from typing import Any
 from containerfs.host.mounttable import FSTYPE, is_dead, mount_at
 from containerfs.runtime.cmdline import EDITED_COMMANDS, parse_invocation
 from containerfs.runtime.config import ConfigError, RuntimeConfig, load_config
-from containerfs.runtime.spec import ARCHITECTURES, SKIP_ANNOTATION, Plan, edit_spec, opted_out
+from containerfs.runtime.spec import ARCHITECTURES, Plan, edit_spec, refusal
 from containerfs.sysinfo.paths import holder_pid, sysinfo_paths
 
 log = logging.getLogger("containerfs-runtime")
@@ -80,7 +80,7 @@ def plan_for(config: RuntimeConfig, argv0: str) -> tuple[Plan, list[str]]:
     else:
         notes.append(f"no sysinfo holder listens at {paths.listener}: sysinfo(2) gives the host's figures")
     architectures = tuple(ARCHITECTURES.get(platform.machine(), ()))
-    return Plan(hook_argv, listener, architectures=architectures), notes
+    return Plan(config.mountpoint, hook_argv, listener, architectures=architectures), notes
 
 
 def _read_spec(path: str) -> dict[str, Any]:
@@ -95,8 +95,10 @@ def edit_bundle(bundle: str, config: RuntimeConfig, argv0: str) -> list[str]:
     """Rewrite bundle/config.json (atomically, same mode) for what runs; what was left out, and why."""
     path = os.path.join(bundle, "config.json")
     spec = _read_spec(path)
-    if opted_out(spec):
-        log.info("%s: %s=true: nothing added", bundle, SKIP_ANNOTATION)
+    reason = refusal(spec, config.mountpoint)
+    if reason:
+        # What the user asked for: logged, not warned about.
+        log.info("%s: nothing added: %s", bundle, reason)
         return []
     plan, notes = plan_for(config, argv0)
     edit = edit_spec(spec, plan)

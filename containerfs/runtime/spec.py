@@ -6,8 +6,8 @@ import copy
 import os
 from typing import Any, NamedTuple
 
-SKIP_ANNOTATION = "io.containerfs.skip"
-_TRUE = {"1", "true", "yes", "on"}
+from containerfs.inject.policy import declined
+
 # createRuntime runs where prestart did (the runtime's namespaces, after the container's
 # mounts, before pivot_root), and is not deprecated; containerfs oci-hook handles every stage.
 HOOK_STAGE = "createRuntime"
@@ -23,6 +23,7 @@ ARCHITECTURES = {
 
 
 class Plan(NamedTuple):
+    mountpoint: str  # the daemon's: a container may ask for another one's views (or none)
     hook_argv: list[str] | None  # containerfs oci-hook's argv, None: no hook
     listener_path: str | None  # the holder's socket, None: no sysinfo rule
     metadata: str = "containerfs sysinfo"
@@ -35,9 +36,10 @@ class Edit(NamedTuple):
     notes: list[str]  # why something was not added; one line each
 
 
-def opted_out(spec: dict[str, Any]) -> bool:
-    value = (spec.get("annotations") or {}).get(SKIP_ANNOTATION, "")
-    return str(value).strip().lower() in _TRUE
+def refusal(spec: dict[str, Any], mountpoint: str) -> str:
+    """Why the container wants nothing from the daemon at mountpoint ("" if it does): the hook's rules."""
+    annotations = spec.get("annotations")
+    return declined(annotations if isinstance(annotations, dict) else {}, mountpoint)
 
 
 def _is_our_hook(hook: Any) -> bool:
@@ -103,8 +105,9 @@ def _add_sysinfo_rule(spec: dict[str, Any], plan: Plan, notes: list[str]) -> boo
 
 def edit_spec(spec: dict[str, Any], plan: Plan) -> Edit:
     """config.json with the views' hook and the sysinfo rule added, keeping what is there."""
-    if opted_out(spec):
-        return Edit(spec, False, [f"annotation {SKIP_ANNOTATION} is set: nothing added"])
+    reason = refusal(spec, plan.mountpoint)
+    if reason:
+        return Edit(spec, False, [f"nothing added: {reason}"])
     edited = copy.deepcopy(spec)
     notes: list[str] = []
     changed = False

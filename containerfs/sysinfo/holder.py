@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-exit", type=float, default=60.0, help="seconds without listener and daemon")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sysinfo-holder[%(process)d] %(message)s")
+    # The daemon starts us from a thread that blocks its stop signals: undo that.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     # Neither the daemon's signals nor its terminal: a killed daemon must not take us along.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -73,6 +73,12 @@ class SysinfoService:
         self._holder: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        try:
+            self._start()
+        except OSError as err:  # the views matter more than sysinfo: never stop the daemon's start
+            log.warning("sysinfo(2) answers unavailable: %s", err)
+
+    def _start(self) -> None:
         for directory in {os.path.dirname(self.paths.answers), os.path.dirname(self.paths.listener)}:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)  # also when it existed with wider permissions

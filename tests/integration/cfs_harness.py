@@ -102,6 +102,57 @@ def force_unmount(path):
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=20)
 
 
+def _unescape_mountinfo(field):
+    # mountinfo octal-escapes space, tab, newline and backslash.
+    return field.encode().decode("unicode_escape")
+
+
+def stray_views(mountpoint=None):
+    """Every containerfs mount on the machine that is neither a view file at its own target
+    nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
+
+    mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
+    Allowed: a view file mounted at its target (/proc/meminfo), also under a rootfs prefix
+    (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
+    own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
+    """
+    targets = {"/" + rel for rel in VIEW_FILES}
+    source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
+    stray = []
+    seen = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/mnt")
+            if ns in seen:
+                continue
+            with open(f"/proc/{entry}/mountinfo") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue  # exited while we looked, or a kernel thread
+        seen.add(ns)
+        for line in lines:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, src = fields[sep + 1], fields[sep + 2]
+            if fstype != "fuse.containerfs" or (source is not None and src != source):
+                continue
+            root, where = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
+            whole_copy = root == "/"
+            at_target = root in targets and where.endswith(root)
+            if where == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), where, root, src))
+    return stray
+
+
+def assert_no_stray_views(mountpoint=None):
+    """Check every mount namespace on the machine: no containerfs mount at "/" or outside
+    the view targets (see stray_views).  Use after every lifecycle step."""
+    stray = stray_views(mountpoint)
+    assert not stray, f"containerfs mounts outside view targets (pid, at, root, source): {stray}"
+
+
 class FuseDaemon:
     """A FUSE daemon running in the foreground as a child of the test process."""
 
@@ -339,6 +390,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        rbind_mounts=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -377,6 +429,8 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
+        for src, dst in rbind_mounts:  # with every mount below src, like docker's `-v /:/rootfs`
+            mounts.append({"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -400,8 +454,9 @@ class ContainerFactory:
         spec["linux"]["cgroupsPath"] = cgroups_path
         if hooks:
             spec["hooks"] = hooks
-        if annotations:
-            spec["annotations"] = annotations
+        # Only this test's own daemons (their mountpoints are under tmp_path) give these
+        # containers views: a packaged daemon watching every container declines them.
+        spec["annotations"] = {"io.containerfs.mountpoint": f"{self.tmp_path}/*", **(annotations or {})}
         if seccomp is not None:
             spec["linux"]["seccomp"] = seccomp
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
@@ -415,6 +470,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        rbind_mounts: the same, recursive (the mounts below the source come along).
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

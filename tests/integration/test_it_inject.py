@@ -268,6 +268,9 @@ def test_a_namespace_that_hangs_does_not_stall_injection(start_containerfs):
 
     serving = start_containerfs()
     frozen = start_containerfs()
+    # Frozen only once its own start-up walk of its tree is done: a thread of the daemon
+    # stopped inside a lookup of its own would hold the directory's lock for good.
+    assert wait_until(lambda: "healed views in" in frozen.log(), timeout=10), frozen.log()
     os.kill(frozen.proc.pid, signal.SIGSTOP)
     tree = syscalls.open_tree(str(serving.path("proc/meminfo")))
     own = os.open("/proc/self/ns/mnt", os.O_RDONLY)

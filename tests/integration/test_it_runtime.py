@@ -318,3 +318,53 @@ def test_crun_through_the_wrapper(setup, tmp_path):
         assert free_total(out) == LIMIT
     finally:
         assert not factory.cleanup()
+
+
+@pytest.fixture(scope="module")
+def docker_engine():
+    """containerd and dockerd started by the suite (engines.py), for this module's Docker test."""
+    from engines import Engines, missing_engine_tools
+
+    missing = missing_engine_tools()
+    if missing:
+        msg = "engine tools missing: " + ", ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    engine = Engines()
+    try:
+        yield engine.start()
+    finally:
+        errors = engine.teardown()
+        assert not errors, errors
+
+
+def test_docker_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
+    from engines import LIMIT as DOCKER_LIMIT
+    from engines import NAME
+
+    # Docker runs a runtime by path, with containerd's environment: the settings go in a script.
+    script = tmp_path / "containerfs-runtime"
+    exports = " ".join(setup.wrapper()[1:5])
+    script.write_text(f'#!/bin/sh\nexport {exports}\nexec {sys.executable} -m containerfs.runtime "$@"\n')
+    script.chmod(0o755)
+    config = docker_engine.root / "daemon.json"
+    config.write_text(json.dumps({"runtimes": {"containerfs": {"path": str(script)}}}))
+    docker_engine.procs["dockerd"].send_signal(signal.SIGHUP)  # dockerd reloads its runtimes
+    try:
+        assert wait_until(
+            lambda: "containerfs" in docker_engine.docker("info", "--format", "{{json .Runtimes}}").stdout
+        ), docker_engine.log("dockerd")[-2000:]
+        first = "head -n1 /proc/meminfo; busybox free -b"
+        common = ["--rm", "--network", "none", "--memory", str(DOCKER_LIMIT), "--cgroup-parent", f"/{NAME}-docker"]
+        out = docker_engine.docker(
+            "run", *common, "--runtime", "containerfs", docker_engine.image, "sh", "-c", first
+        ).stdout
+        # Docker's default seccomp profile allows sysinfo: that rule became the notification.
+        assert int(out.split()[1]) * 1024 == DOCKER_LIMIT, out
+        assert free_total(out) == DOCKER_LIMIT, out
+        plain = docker_engine.docker("run", *common, docker_engine.image, "sh", "-c", first).stdout
+        assert int(plain.split()[1]) * 1024 == HOST_MEMTOTAL  # without the wrapper: no hooks.d in Docker
+    finally:
+        config.write_text("{}")
+        docker_engine.procs["dockerd"].send_signal(signal.SIGHUP)

@@ -14,7 +14,8 @@ from containerfs.runtime.spec import HOOK_STAGE, NOTIFY, Plan, edit_spec
 
 LISTENER = "/run/containerfs/sysinfo-listener/var-lib-containerfs.sock"
 HOOK = ["/usr/bin/containerfs", "oci-hook", "--mountpoint", "/var/lib/containerfs"]
-PLAN = Plan(HOOK, LISTENER, architectures=("SCMP_ARCH_X86_64", "SCMP_ARCH_X86"))
+MOUNTPOINT = "/var/lib/containerfs"
+PLAN = Plan(MOUNTPOINT, HOOK, LISTENER, architectures=("SCMP_ARCH_X86_64", "SCMP_ARCH_X86"))
 SYSINFO_RULE = {"names": ["sysinfo"], "action": NOTIFY}
 SHIM_ARGV = ["--root", "/r", "--log", "/l.json", "--log-format", "json", "--systemd-cgroup", "create"]
 SHIM_ARGV += ["--bundle", "/b", "--pid-file", "/p", "--console-socket", "/s", "id"]
@@ -219,7 +220,7 @@ def test_a_hooks_d_hook_is_not_doubled() -> None:
         **base_spec(),
         "hooks": {"prestart": [{"path": "/usr/local/bin/containerfs", "args": ["containerfs", "oci-hook"]}]},
     }
-    edit = edit_spec(spec, Plan(HOOK, None))
+    edit = edit_spec(spec, Plan(MOUNTPOINT, HOOK, None))
     assert not edit.changed and edit.spec is spec
 
 
@@ -230,6 +231,15 @@ def test_opt_out_annotation(value: str) -> None:
     assert not edit.changed and edit.spec is spec
 
 
+@pytest.mark.parametrize(
+    ("wanted", "added"), [("/var/lib/containerfs", True), ("/var/lib/*", True), ("/tmp/pytest-*/*", False)]
+)
+def test_a_container_may_ask_for_another_daemons_views(wanted: str, added: bool) -> None:
+    edit = edit_spec({**base_spec(), "annotations": {"io.containerfs.mountpoint": wanted}}, PLAN)
+    assert edit.changed is added
+    assert added or "takes its views from" in edit.notes[0]
+
+
 @pytest.mark.parametrize("value", ["false", "", "0"])
 def test_opt_out_needs_a_true_value(value: str) -> None:
     assert edit_spec({**base_spec(), "annotations": {"io.containerfs.skip": value}}, PLAN).changed
@@ -237,5 +247,5 @@ def test_opt_out_needs_a_true_value(value: str) -> None:
 
 def test_nothing_running_nothing_added() -> None:
     spec = base_spec()
-    edit = edit_spec(spec, Plan(None, None))
+    edit = edit_spec(spec, Plan(MOUNTPOINT, None, None))
     assert not edit.changed and edit.spec is spec and "hooks" not in spec
