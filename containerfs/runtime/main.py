@@ -63,16 +63,17 @@ def views_live(mountpoint: str) -> bool:
 
 def plan_for(config: RuntimeConfig, argv0: str) -> tuple[Plan, list[str]]:
     """What the running containerfs can serve, and why the rest is left out."""
+    if not views_live(config.mountpoint):
+        # Then no holder answers either: calls would get the host's figures at best, and a
+        # holder about to exit (it keeps nothing without a daemon) would fail the start.
+        return Plan(config.mountpoint, None, None), [f"no containerfs daemon serves {config.mountpoint}: nothing added"]
     notes = []
     hook_argv = None
-    if views_live(config.mountpoint):
-        command = containerfs_command(argv0)
-        if command is None:
-            notes.append("no containerfs command found beside containerfs-runtime or on PATH: no views hook")
-        else:
-            hook_argv = [command, "oci-hook", "--mountpoint", config.mountpoint]
+    command = containerfs_command(argv0)
+    if command is None:
+        notes.append("no containerfs command found beside containerfs-runtime or on PATH: no views hook")
     else:
-        notes.append(f"no containerfs daemon serves {config.mountpoint}: no views hook")
+        hook_argv = [command, "oci-hook", "--mountpoint", config.mountpoint]
     paths = sysinfo_paths(config.mountpoint, config.run_dir)
     listener = None
     if holder_pid(paths) is not None and os.path.exists(paths.listener):

@@ -41,6 +41,9 @@ from containerfs.sysinfo import abi
 log = logging.getLogger("containerfs.sysinfo.holder")
 
 ASK_TIMEOUT_SECONDS = 0.5
+# With no listener there is nothing to keep: a daemon started later starts a new holder.
+# containerfs-runtime adds the rule only while a daemon serves, so none is on its way.
+IDLE_EXIT_SECONDS = 3.0
 _REQUEST = struct.Struct("<I")
 # Enough for the OCI state JSON a runtime sends with the descriptor.
 _STATE_BYTES = 1 << 20
@@ -200,7 +203,7 @@ class Holder:
         try:
             while not self._stopping:
                 try:
-                    events = poller.poll(2000)
+                    events = poller.poll(1000)
                 except InterruptedError:
                     continue
                 for fd, mask in events:
@@ -247,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listener", required=True, help="the listenerPath socket to bind")
     parser.add_argument("--answers", required=True, help="the daemon's answers socket")
     parser.add_argument("--pidfile", required=True)
-    parser.add_argument("--idle-exit", type=float, default=60.0, help="seconds without listener and daemon")
+    parser.add_argument(
+        "--idle-exit", type=float, default=IDLE_EXIT_SECONDS, help="seconds without listener and daemon"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sysinfo-holder[%(process)d] %(message)s")
     # The daemon starts us from a thread that blocks its stop signals: undo that.

@@ -59,10 +59,9 @@ def systemd_unit_argv(paths: SysinfoPaths, env: Mapping[str, str] = os.environ) 
 
 
 class SysinfoService:
-    def __init__(self, fs: ContainerFS, paths: SysinfoPaths, idle_exit: float = 60.0, holder: bool = True) -> None:
+    def __init__(self, fs: ContainerFS, paths: SysinfoPaths, holder: bool = True) -> None:
         self.fs = fs
         self.paths = paths
-        self.idle_exit = idle_exit
         self.run_holder = holder  # False: answer only (tests drive the socket themselves)
         self.answered = 0
         self._sock: socket.socket | None = None
@@ -121,7 +120,7 @@ class SysinfoService:
         if holder_pid(self.paths) is not None:
             return  # left running by an earlier daemon: it finds our socket by its path
         argv = [sys.executable, "-m", HOLDER_MODULE, "--listener", self.paths.listener]
-        argv += ["--answers", self.paths.answers, "--pidfile", self.paths.pidfile, "--idle-exit", str(self.idle_exit)]
+        argv += ["--answers", self.paths.answers, "--pidfile", self.paths.pidfile]
         argv = systemd_unit_argv(self.paths) + argv
         with open(self.paths.log, "ab") as err:
             # Its own session: signals to the daemon's process group never reach it.

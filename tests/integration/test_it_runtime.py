@@ -236,7 +236,7 @@ def test_no_daemon_adds_nothing_and_says_why(setup, tmp_path):
         rc, out, err = factory.one_shot(["/bin/sh", "-c", "head -n1 /proc/meminfo; busybox free -b"], memory=LIMIT)
         assert rc == 0, err
         assert free_total(out) == HOST_MEMTOTAL
-        assert "no containerfs daemon serves" in err and "no sysinfo holder listens" in err, err
+        assert "no containerfs daemon serves" in err and "nothing added" in err, err
         spec = config_of(factory.containers[-1])
         assert "seccomp" not in spec["linux"] and not spec.get("hooks")
     finally:
@@ -368,3 +368,10 @@ def test_docker_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
     finally:
         config.write_text("{}")
         docker_engine.procs["dockerd"].send_signal(signal.SIGHUP)
+
+
+def test_a_holder_with_nothing_to_keep_leaves_with_the_daemon(setup):
+    assert holder_pid(setup.paths) is not None
+    setup.daemon.stop()
+    assert wait_until(lambda: holder_pid(setup.paths) is None, timeout=8)
+    assert not os.path.exists(setup.paths.listener)
