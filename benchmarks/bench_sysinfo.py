@@ -95,10 +95,9 @@ def main() -> int:
         daemon.workdir.mkdir()
         daemon.start()
         paths = sysinfo_paths(str(daemon.mountpoint), str(daemon.workdir / "run"))
-        plain = ContainerFactory(work / "plain")
-        wrapped = ContainerFactory(work / "wrapped", runtime=wrapper_argv(daemon))
-        (work / "plain").mkdir()
-        (work / "wrapped").mkdir()
+        # The harness annotates containers to take views only from daemons under its directory.
+        plain = ContainerFactory(work)
+        wrapped = ContainerFactory(work, runtime=wrapper_argv(daemon))
         try:
             log("sysinfo loops")
             native, native_total = calls_per_second(plain, bindir, args.seconds)
