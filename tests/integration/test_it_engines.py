@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 LIVE_WITHIN = 1.0
 UMOUNT_CONTAINERS = 20  # seconds after the new daemon serves
-HEAL_TIMES = {}  # (restart kind, container) -> (seconds from start command, from serving)
+# (restart kind, container) -> (seconds from the start command, from serving)
+HEAL_TIMES: dict[tuple[str, str], tuple[float, float]] = {}
 
 
 def _interrupted(signum, frame):

@@ -93,7 +93,7 @@ def base_spec(**linux: Any) -> dict[str, Any]:
     return {"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"namespaces": [], **linux}}
 
 
-DOCKER_LIKE = {
+DOCKER_LIKE: dict[str, Any] = {
     "defaultAction": "SCMP_ACT_ERRNO",
     "defaultErrnoRet": 1,
     "architectures": ["SCMP_ARCH_X86_64"],
@@ -193,7 +193,7 @@ def test_sysinfo_rule(seccomp: dict[str, Any] | None, expected: Any, note: str |
     assert edit.changed  # the hook is always added here
     if expected == "unchanged":
         assert seccomp_of(edit.spec) == seccomp
-        assert len(edit.notes) == 1 and note in edit.notes[0]
+        assert len(edit.notes) == 1 and note is not None and note in edit.notes[0]
     else:
         assert seccomp_of(edit.spec) == expected
         assert edit.notes == []
