@@ -3,6 +3,7 @@ first instruction and their own figures from sysinfo(2) (seccomp user notificati
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -339,15 +340,20 @@ def docker_engine():
         assert not errors, errors
 
 
-def test_docker_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
-    from engines import LIMIT as DOCKER_LIMIT
-    from engines import NAME
-
-    # Docker runs a runtime by path, with containerd's environment: the settings go in a script.
+def runtime_script(setup, tmp_path):
+    """The wrapper as one executable: engines run a runtime by path, with their own environment."""
     script = tmp_path / "containerfs-runtime"
     exports = " ".join(setup.wrapper()[1:5])
     script.write_text(f'#!/bin/sh\nexport {exports}\nexec {sys.executable} -m containerfs.runtime "$@"\n')
     script.chmod(0o755)
+    return script
+
+
+def test_docker_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
+    from engines import LIMIT as DOCKER_LIMIT
+    from engines import NAME
+
+    script = runtime_script(setup, tmp_path)
     config = docker_engine.root / "daemon.json"
     config.write_text(json.dumps({"runtimes": {"containerfs": {"path": str(script)}}}))
     docker_engine.procs["dockerd"].send_signal(signal.SIGHUP)  # dockerd reloads its runtimes
@@ -375,3 +381,32 @@ def test_a_holder_with_nothing_to_keep_leaves_with_the_daemon(setup):
     setup.daemon.stop()
     assert wait_until(lambda: holder_pid(setup.paths) is None, timeout=8)
     assert not os.path.exists(setup.paths.listener)
+
+
+def test_podman_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
+    from engines import LIMIT as PODMAN_LIMIT
+    from engines import NAME
+
+    rootfs = tmp_path / "rootfs"
+    shutil.copytree(docker_engine.rootfs, rootfs, symlinks=True)
+    out = docker_engine.podman(
+        "run",
+        "--rm",
+        "--runtime",
+        str(runtime_script(setup, tmp_path)),
+        "--network",
+        "none",
+        "--memory",
+        str(PODMAN_LIMIT),
+        "--cgroup-parent",
+        f"/{NAME}-podman",
+        *("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"),
+        "--rootfs",
+        str(rootfs),
+        "sh",
+        "-c",
+        "head -n1 /proc/meminfo; busybox free -b",
+    ).stdout
+    # podman's default seccomp profile allows sysinfo: that rule became the notification.
+    assert int(out.split()[1]) * 1024 == PODMAN_LIMIT, out
+    assert free_total(out) == PODMAN_LIMIT, out
