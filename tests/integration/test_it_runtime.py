@@ -410,3 +410,23 @@ def test_podman_with_the_wrapper_as_runtime(setup, docker_engine, tmp_path):
     # podman's default seccomp profile allows sysinfo: that rule became the notification.
     assert int(out.split()[1]) * 1024 == PODMAN_LIMIT, out
     assert free_total(out) == PODMAN_LIMIT, out
+
+
+def test_the_holder_keeps_only_seccomp_listeners(setup, wrapped):
+    """A client of the listener socket that sends other descriptors, or nothing, changes nothing."""
+    import socket
+
+    holder = holder_pid(setup.paths)
+    fds_before = len(os.listdir(f"/proc/{holder}/fd"))
+    with open("/dev/null") as devnull, socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(setup.paths.listener)
+        socket.send_fds(sock, [b"{}"], [devnull.fileno(), sock.fileno()])
+    with socket.socket(socket.AF_UNIX) as mute:
+        mute.connect(setup.paths.listener)
+    c = wrapped.create(memory=LIMIT)  # and the holder still serves
+    assert sysinfo_in(c)["totalram"] == LIMIT
+    assert holder_pid(setup.paths) == holder
+    # The container's init and the exec: two listeners more, nothing else.
+    assert wait_until(lambda: len(os.listdir(f"/proc/{holder}/fd")) <= fds_before + 2)
+    links = [os.readlink(f"/proc/{holder}/fd/{fd}") for fd in os.listdir(f"/proc/{holder}/fd")]
+    assert links.count("/dev/null") == 2  # its stdin and stdout, not the one sent
