@@ -121,9 +121,9 @@ def prepare(argv: list[str], env: Mapping[str, str], argv0: str) -> RuntimeConfi
     bundle = invocation.bundle or os.getcwd()
     try:
         notes = edit_bundle(bundle, config, argv0)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # whatever the bundle holds, the container must still start
         # The real runtime then reports a broken bundle in its own words.
-        notes = [f"cannot edit {bundle}/config.json ({err}): running it unchanged"]
+        notes = [f"cannot edit {bundle}/config.json ({type(err).__name__}: {err}): running it unchanged"]
     for note in notes:
         log.warning("%s: %s", bundle, note)
     return config

@@ -51,6 +51,9 @@ def _is_our_hook(hook: Any) -> bool:
 
 def _add_hook(spec: dict[str, Any], argv: list[str], notes: list[str]) -> bool:
     hooks = spec.setdefault("hooks", {})
+    if not isinstance(hooks, dict) or not isinstance(hooks.get(HOOK_STAGE, []), list):
+        notes.append("the bundle's hooks are not an object of lists: no views hook (the runtime will say more)")
+        return False
     if any(_is_our_hook(h) for stage in hooks.values() if isinstance(stage, list) for h in stage):
         notes.append("the bundle already has containerfs's oci-hook")
         return False
@@ -59,13 +62,16 @@ def _add_hook(spec: dict[str, Any], argv: list[str], notes: list[str]) -> bool:
 
 
 def _sysinfo_rules(syscalls: list[Any]) -> list[dict[str, Any]]:
-    return [r for r in syscalls if isinstance(r, dict) and "sysinfo" in (r.get("names") or [])]
+    return [r for r in syscalls if isinstance(r, dict) and isinstance(r.get("names"), list) and "sysinfo" in r["names"]]
 
 
 def _add_sysinfo_rule(spec: dict[str, Any], plan: Plan, notes: list[str]) -> bool:
     assert plan.listener_path is not None
     linux = spec.setdefault("linux", {})
-    seccomp = linux.get("seccomp")
+    seccomp = linux.get("seccomp") if isinstance(linux, dict) else None
+    if not isinstance(linux, dict) or not isinstance(seccomp, (dict, type(None))):
+        notes.append("the bundle's linux.seccomp is not an object: sysinfo not intercepted")
+        return False
     rule = {"names": ["sysinfo"], "action": NOTIFY}
     if seccomp is None:
         seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
@@ -78,7 +84,11 @@ def _add_sysinfo_rule(spec: dict[str, Any], plan: Plan, notes: list[str]) -> boo
             # One filter has one listener: another supervisor already owns this one.
             notes.append(f"the seccomp profile sends its notifications to {listener}: sysinfo not intercepted")
             return False
-        syscalls = list(seccomp.get("syscalls") or [])
+        syscalls = seccomp.get("syscalls")
+        syscalls = [] if syscalls is None else syscalls
+        if not isinstance(syscalls, list):
+            notes.append("the seccomp profile's syscalls are not a list: sysinfo not intercepted")
+            return False
         own = _sysinfo_rules(syscalls)
         if any(r.get("action") == NOTIFY for r in own) and listener == plan.listener_path:
             notes.append("the seccomp profile already sends sysinfo to containerfs")

@@ -249,3 +249,26 @@ def test_nothing_running_nothing_added() -> None:
     spec = base_spec()
     edit = edit_spec(spec, Plan(MOUNTPOINT, None, None))
     assert not edit.changed and edit.spec is spec and "hooks" not in spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "note"),
+    [
+        ({"linux": {"seccomp": []}}, "not an object"),
+        ({"linux": []}, "not an object"),
+        ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": {}}}}, "not a list"),
+    ],
+)
+def test_malformed_seccomp_is_left_to_the_runtime(spec: dict[str, Any], note: str) -> None:
+    before = copy.deepcopy(spec)
+    edit = edit_spec(spec, PLAN)
+    assert spec == before
+    assert edit.spec["linux"] == before["linux"]
+    assert any(note in n for n in edit.notes), edit.notes
+
+
+@pytest.mark.parametrize("hooks", [[], {"createRuntime": {}}, "x"])
+def test_malformed_hooks_are_left_to_the_runtime(hooks: Any) -> None:
+    edit = edit_spec({**base_spec(), "hooks": hooks}, Plan(MOUNTPOINT, HOOK, None))
+    assert not edit.changed and edit.spec["hooks"] == hooks
+    assert "no views hook" in edit.notes[0]
