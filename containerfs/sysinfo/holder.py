@@ -16,7 +16,8 @@ and containerfs.sysinfo.abi), started by the daemon in its own session, and outl
 - A restarted daemon binds the answers socket again and finds this holder by its pid
   file: nothing to hand over.  A listener is closed when the kernel reports POLLHUP
   (every process of its filter is gone).  With no listener left and no daemon for
-  --idle-exit seconds the holder exits.
+  --idle-exit seconds the holder exits; at once when a daemon that stops cleanly
+  tells it so (SIGUSR1).
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class Holder:
         self.idle_exit = idle_exit
         self.listeners: set[int] = set()
         self._stopping = False
+        self._dismissed = False  # the daemon stopped cleanly (SIGUSR1)
 
     def _bind(self) -> socket.socket:
         directory = os.path.dirname(self.listener_path)
@@ -196,6 +198,7 @@ class Holder:
             f.write(f"{os.getpid()}\n")
         os.replace(tmp, self.pidfile)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stopping", True))
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "_dismissed", True))
         poller = select.poll()
         poller.register(server.fileno(), select.POLLIN)
         lonely_since: float | None = None
@@ -216,6 +219,9 @@ class Holder:
                         poller.unregister(fd)
                         self.listeners.discard(fd)
                         os.close(fd)
+                if self._dismissed and not self.listeners:
+                    break
+                self._dismissed = False  # with listeners we stay: they outlive the daemon
                 if self.listeners or self._daemon_reachable():
                     lonely_since = None
                 elif lonely_since is None:
@@ -231,6 +237,8 @@ class Holder:
             with contextlib.suppress(OSError, ValueError), open(self.pidfile) as f:
                 if int(f.read()) == os.getpid():
                     os.unlink(self.pidfile)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.listener_path))  # only when empty
         return 0
 
     def _accept(self, server: socket.socket, poller: select.poll) -> None:

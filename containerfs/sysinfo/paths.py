@@ -1,4 +1,4 @@
-"""Where the sysinfo sockets live: in the run directory, one set per daemon mountpoint.
+"""Where the sysinfo sockets live: RUN_DIR/sysinfo, one set per daemon mountpoint.
 
 The daemon and containerfs-runtime both derive them from (mountpoint, run directory), so
 the wrapper needs no more configuration than the daemon has.
@@ -6,26 +6,41 @@ the wrapper needs no more configuration than the daemon has.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import NamedTuple
 
-from containerfs.daemon.control import socket_path
+from containerfs.daemon.runfiles import escape_path
 
 HOLDER_MODULE = "containerfs.sysinfo.holder"
 
 
+# sun_path holds 108 bytes with the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
 class SysinfoPaths(NamedTuple):
+    directory: str
     listener: str  # linux.seccomp.listenerPath: the holder receives the listener descriptors here
     answers: str  # the daemon's socket: the holder asks it for each answer
     pidfile: str  # the holder's pid
-    log: str  # the holder's stderr
 
 
 def sysinfo_paths(mountpoint: str, run_dir: str) -> SysinfoPaths:
-    listener = socket_path(mountpoint, os.path.join(run_dir, "sysinfo-listener"))
-    answers = socket_path(mountpoint, os.path.join(run_dir, "sysinfo-answers"))
-    base = listener[: -len(".sock")]
-    return SysinfoPaths(listener, answers, base + ".pid", base + ".log")
+    directory = os.path.join(run_dir, "sysinfo")
+    name = escape_path(os.path.abspath(mountpoint))
+    if len(os.path.join(directory, name + ".listener.sock").encode()) > _MAX_SOCKET_PATH:
+        # Too long for a socket address: the mountpoint's hash names the files.
+        name = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
+    paths = SysinfoPaths(
+        directory,
+        os.path.join(directory, name + ".listener.sock"),
+        os.path.join(directory, name + ".answers.sock"),
+        os.path.join(directory, name + ".holder.pid"),
+    )
+    if len(paths.listener.encode()) > _MAX_SOCKET_PATH:
+        raise ValueError(f"run directory {run_dir} is too long for a socket address; choose a shorter --run-dir")
+    return paths
 
 
 def holder_pid(paths: SysinfoPaths, proc_root: str = "/proc") -> int | None:

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -78,9 +79,8 @@ class SysinfoService:
             log.warning("sysinfo(2) answers unavailable: %s", err)
 
     def _start(self) -> None:
-        for directory in {os.path.dirname(self.paths.answers), os.path.dirname(self.paths.listener)}:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)  # also when it existed with wider permissions
+        os.makedirs(self.paths.directory, mode=0o700, exist_ok=True)
+        os.chmod(self.paths.directory, 0o700)  # also when it existed with wider permissions
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(self.paths.answers).st_mode):
                 os.unlink(self.paths.answers)  # left by a daemon that was killed
@@ -111,6 +111,22 @@ class SysinfoService:
         with contextlib.suppress(OSError):
             if os.stat(self.paths.answers).st_ino == self._inode:
                 os.unlink(self.paths.answers)
+        self._dismiss_holder()
+
+    def _dismiss_holder(self) -> None:
+        """A clean stop leaves nothing behind: a holder without listeners exits now (SIGUSR1)."""
+        pid = holder_pid(self.paths)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 2.0
+            while holder_pid(self.paths) == pid and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if self._holder is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._holder.wait(timeout=0.1)  # reap it
+        with contextlib.suppress(OSError):
+            os.rmdir(self.paths.directory)  # only when empty: a holder with listeners stays
 
     def ensure_holder(self) -> None:
         if not self.run_holder:
@@ -122,16 +138,16 @@ class SysinfoService:
         argv = [sys.executable, "-m", HOLDER_MODULE, "--listener", self.paths.listener]
         argv += ["--answers", self.paths.answers, "--pidfile", self.paths.pidfile]
         argv = systemd_unit_argv(self.paths) + argv
-        with open(self.paths.log, "ab") as err:
-            # Its own session: signals to the daemon's process group never reach it.
-            self._holder = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
-            )
+        # Its own session: signals to the daemon's process group never reach it.  It logs
+        # to the daemon's stderr.
+        self._holder = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + 5.0
         while (pid := holder_pid(self.paths)) is None and time.monotonic() < deadline:
             # systemd-run exits once the unit runs; the holder itself exits only on failure.
             if self._holder.poll() not in (None, 0):
-                log.warning("the sysinfo holder exited with %s; see %s", self._holder.returncode, self.paths.log)
+                log.warning("the sysinfo holder exited with %s", self._holder.returncode)
                 return
             time.sleep(0.02)
         log.info("started the sysinfo holder (pid %s) at %s", pid, self.paths.listener)
