@@ -201,6 +201,10 @@ class Holder:
         signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "_dismissed", True))
         poller = select.poll()
         poller.register(server.fileno(), select.POLLIN)
+        # A signal wakes the poll at once (its handler alone would run only after the poll).
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        poller.register(wake_r, select.POLLIN)
         lonely_since: float | None = None
         log.info("holding sysinfo listeners at %s", self.listener_path)
         try:
@@ -210,7 +214,10 @@ class Holder:
                 except InterruptedError:
                     continue
                 for fd, mask in events:
-                    if fd == server.fileno():
+                    if fd == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 512)
+                    elif fd == server.fileno():
                         self._accept(server, poller)
                     elif mask & select.POLLIN:
                         handle(fd, self.answers)
