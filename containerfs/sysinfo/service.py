@@ -95,7 +95,6 @@ class SysinfoService:
         sock.settimeout(_SUPERVISE_SECONDS)
         self._inode = os.stat(self.paths.answers).st_ino
         self._sock = sock
-        self.ensure_holder()
         self._thread = threading.Thread(target=self._serve, name="sysinfo", daemon=True)
         self._thread.start()
 
@@ -154,6 +153,8 @@ class SysinfoService:
 
     def _serve(self) -> None:
         assert self._sock is not None
+        # Here, not in start(): the daemon's start does not wait for the holder's.
+        self._supervise()
         while not self._stopping.is_set():
             try:
                 conn, _ = self._sock.accept()

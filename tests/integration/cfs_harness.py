@@ -272,8 +272,8 @@ class FuseDaemon:
             force_unmount(self.mountpoint)
 
 
-def containerfs_argv(mountpoint: str | os.PathLike[str], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "containerfs", "mount", "-f", *extra, str(mountpoint)]
+def containerfs_argv(mountpoint: str | os.PathLike[str], *extra: str | os.PathLike[str]) -> list[str]:
+    return [sys.executable, "-m", "containerfs", "mount", "-f", *map(str, extra), str(mountpoint)]
 
 
 # --------------------------------------------------------------------------- cgroups
