@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import logging
-import logging.handlers
 import os
 import select
 import signal
@@ -24,12 +24,17 @@ from typing import TYPE_CHECKING
 
 from containerfs.daemon import control
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.logsetup import configure_logging
+from containerfs.daemon.report import daemon_report
 from containerfs.daemon.runfiles import escape_path
+from containerfs.host.errors import ProcessGone
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
+from containerfs.host.proc import ProcFS
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.status.collect import StatusCollector
 from containerfs.sysinfo.paths import sysinfo_paths
 from containerfs.sysinfo.service import SysinfoService
+from containerfs.views.overlays import bind_targets
 
 if TYPE_CHECKING:
     from containerfs.daemon.fuse_adapter import Service
@@ -41,7 +46,6 @@ log = logging.getLogger("containerfs")
 # with hundreds of containers.
 PREDECESSOR_WAIT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 60.0
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class MountpointBusy(Exception):
@@ -115,9 +119,7 @@ def _handled(signum: int) -> bool:
 class Lifetime:
     """The daemon's side of stopping, started once it serves (after libfuse daemonized).
 
-    It writes the daemon's pid into the locked pid file, makes sure stop signals reach
-    the FUSE loop's thread (libfuse's handler only sets a flag: a signal taken by another
-    thread would leave the loop blocked in read), and stops the daemon when its
+    It writes the daemon's pid into the locked pid file and stops the daemon when its
     mountpoint is unmounted from outside (`fusermount3 -u`), which with views bound in
     containers leaves the filesystem connected and the daemon serving them.
     """
@@ -136,15 +138,10 @@ class Lifetime:
         os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
         mount = mount_at(self.mountpoint)
         dev = mount.dev if mount is not None else ""
-        # Threads inherit the mask of the thread that starts them.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            for service in self.services:
-                service.start()
-            self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
-            self._thread.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for service in self.services:
+            service.start()
+        self._thread = threading.Thread(target=self._watch, args=(dev,), name="lifetime", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -153,7 +150,7 @@ class Lifetime:
 
     def _watch(self, dev: str) -> None:
         # The mount table's fd reports every change as an exceptional condition (POLLPRI).
-        with open("/proc/self/mountinfo", "rb") as table:
+        with open(ProcFS("/proc").self_process().path("mountinfo"), "rb") as table:
             poller = select.poll()
             poller.register(table, select.POLLPRI | select.POLLERR)
             while not self._stopping.is_set():
@@ -187,20 +184,6 @@ def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     os.makedirs(mountpoint, exist_ok=True)
 
 
-def _configure_logging(foreground: bool, level: str) -> None:
-    if foreground:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s containerfs %(levelname)s %(message)s"))
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("containerfs[%(process)d]: %(levelname)s %(message)s"))
-    else:
-        handler = logging.NullHandler()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
-
-
 def _wait_for_predecessor(mountpoint: str, state_dir: str, timeout: float) -> None:
     pid = running_daemon(state_dir, mountpoint)
     if pid is None:
@@ -213,10 +196,38 @@ def _wait_for_predecessor(mountpoint: str, state_dir: str, timeout: float) -> No
         raise MountpointBusy(f"the daemon (pid {pid}) on {mountpoint} is still stopping after {timeout:g} s")
 
 
+def _lock_mountpoint(mountpoint: str, timeout: float) -> int:
+    """Lock the directory under the mountpoint for the daemon's life (the descriptor stays open).
+
+    The pid file's lock is per run directory; this one holds across them.  It matters:
+    a daemon that stops unmounts its mountpoint path on the way out (libfuse does, when
+    its loop ends), which would take a newer daemon's mount with it.
+    """
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            raise MountpointBusy(f"the daemon that served {mountpoint} is still stopping after {timeout:g} s")
+        if not said:
+            print(f"containerfs: waiting for the daemon that is stopping on {mountpoint}", file=sys.stderr)
+            said = True
+        time.sleep(0.05)
+
+
 def mount(
     mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
 ) -> int:
-    _configure_logging(foreground, log_level)
+    if foreground:
+        configure_logging(log_level, "%(asctime)s containerfs %(levelname)s %(message)s")
+    else:
+        configure_logging(log_level, None, "containerfs[%(process)d]: %(levelname)s %(message)s")
     mountpoint = os.path.abspath(mountpoint)
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
@@ -228,6 +239,7 @@ def mount(
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         _wait_for_predecessor(mountpoint, state_dir, PREDECESSOR_WAIT_SECONDS)
         prepare_mountpoint(mountpoint)
+        _lock_mountpoint(mountpoint, PREDECESSOR_WAIT_SECONDS)
         lock_fd = _take_lock(state_dir, mountpoint)
         fs = ContainerFS(options)
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
@@ -235,8 +247,17 @@ def mount(
         return 1
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
-    injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
-    status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
+    injection = InjectionService(
+        mountpoint,
+        options.proc_root,
+        state_dir,
+        watch,
+        fs.hierarchies.container_dir(),
+        lambda: tuple(bind_targets(fs.views())),
+    )
+    status = control.ControlServer(
+        control_path, StatusCollector(functools.partial(daemon_report, fs), mountpoint, libfuse_version()).handle
+    )
     sysinfo = SysinfoService(fs, sysinfo_sockets)
     try:
         serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status, sysinfo])])
@@ -244,7 +265,32 @@ def mount(
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1
     injection.detach_all()
+    _remove_pid_file(state_dir, mountpoint, lock_fd)
     return 0
+
+
+def _remove_pid_file(run_dir: str, mountpoint: str, lock_fd: int) -> None:
+    # Still locked until we exit; a waiter that sees no file may start: our work is done.
+    path = pid_path(run_dir, mountpoint)
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == os.fstat(lock_fd).st_ino:
+            os.unlink(path)
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (a daemon run by a supervisor)."""
+    try:
+        return ProcFS("/proc").process(pid).stat().state in ("Z", "X")
+    except ProcessGone:
+        return True
+
+
+def _wait_exited(pid: int, deadline: float) -> bool:
+    while not _exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _signal(pid: int, signum: int) -> bool:
@@ -261,7 +307,9 @@ def umount(mountpoint: str, run_dir: str, timeout: float = STOP_TIMEOUT_SECONDS)
     pid = running_daemon(run_dir, mountpoint)
     if pid:
         _signal(pid, signal.SIGTERM)
-        if not _wait_unlocked(run_dir, mountpoint, timeout):
+        deadline = time.monotonic() + timeout
+        # The lock goes with the record written; the process a moment later.
+        if not (_wait_unlocked(run_dir, mountpoint, timeout) and _wait_exited(pid, deadline)):
             print(
                 f"containerfs: the daemon (pid {pid}) on {mountpoint} has not stopped within {timeout:g} s;"
                 " it may still be taking its views out of containers",

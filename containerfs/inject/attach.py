@@ -8,10 +8,12 @@ import os
 from typing import NamedTuple
 
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source, mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject import syscalls
 from containerfs.inject.namespace import CHILD_TIMEOUT_SECONDS, Outcome, apply_in_namespace, needs_tree
 from containerfs.inject.plan import Action, Step, UnsafeStep, check_step
 from containerfs.procfs.mountinfo import Mount
+from containerfs.views.overlays import OVERLAY_DIRS
 
 
 class NotServing(Exception):
@@ -32,7 +34,13 @@ class ViewSource(NamedTuple):
 def served_views(mountpoint: str) -> tuple[str, ...]:
     """The files a live daemon serves: what it has, not what this client's version knows."""
     found = []
-    for directory, _, files in os.walk(mountpoint):
+    for directory, subdirs, files in os.walk(mountpoint):
+        rel = os.path.relpath(directory, mountpoint)
+        if rel in OVERLAY_DIRS:
+            # Bound whole (the host's entries pass through it): not walked, one target.
+            found.append(rel)
+            subdirs.clear()
+            continue
         found += [os.path.relpath(os.path.join(directory, name), mountpoint) for name in files]
     return tuple(sorted(found))
 
@@ -45,6 +53,19 @@ def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
     if is_dead(mountpoint):
         raise NotServing(f"the containerfs mount at {mountpoint} is dead (its daemon is gone)")
     return ViewSource(mountpoint, mount.source, mount.dev, served_views(mountpoint))
+
+
+def own_source(mountpoint: str, views: tuple[str, ...], mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
+    """The daemon's own mount, from its mount table alone.
+
+    The daemon never goes through the kernel to its own filesystem: a thread of it waiting
+    for an answer only its FUSE loop can give makes the process unkillable once that loop
+    is gone (kill -9 then leaves a daemon stuck in D state, holding the mount).
+    """
+    mount = mount_at(mountpoint, mountinfo)
+    if mount is None or mount.fstype != FSTYPE:
+        raise NotServing(f"{mountpoint} is not mounted (unmounted from outside?)")
+    return ViewSource(mountpoint, mount.source, mount.dev, views)
 
 
 def dead_source(mountpoint: str) -> ViewSource:
@@ -77,14 +98,15 @@ def is_host_namespace(pid: int | str, proc_root: str) -> bool:
     "self" is a hook that runs inside the container's namespace (createContainer, LXC's
     mount hook): there our own namespace is the container's.
     """
-    mntns = os.readlink(f"{proc_root}/{pid}/ns/mnt")
+    proc = ProcFS(proc_root)
+    mntns = proc.process(pid).ns("mnt")
     hosts = set()
     # pid 1 may be hidden from us (a sandboxing init); kthreadd is always the host's.
     for host_pid in (1, 2):
         with contextlib.suppress(OSError):
-            hosts.add(os.readlink(f"{proc_root}/{host_pid}/ns/mnt"))
+            hosts.add(proc.process(host_pid).ns("mnt"))
     if pid != "self":
-        hosts.add(os.readlink(f"{proc_root}/self/ns/mnt"))
+        hosts.add(proc.self_process().ns("mnt"))
     return mntns in hosts
 
 
@@ -112,7 +134,7 @@ def carry_out(
         for i in todo:
             if needs_tree(steps[i]):
                 trees[i] = syscalls.open_tree(os.path.join(source.mountpoint, steps[i].view))
-        mntns = os.open(f"{proc_root}/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        mntns = os.open(ProcFS(proc_root).process(pid).path("ns/mnt"), os.O_RDONLY | os.O_CLOEXEC)
         try:
             todo_trees = {todo.index(i): fd for i, fd in trees.items()}
             done = apply_in_namespace(mntns, [steps[i] for i in todo], todo_trees, timeout)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from containerfs.containers.resolve import Resolver
+from containerfs.daemon.logsetup import configure_logging
 from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
@@ -76,18 +77,8 @@ def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, ou
 def _hook_logging(log_file: str | None) -> None:
     # A runtime shows a hook's output only when the hook fails: a container that starts
     # with host views must say so where operators look.
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file))
-    elif os.path.exists("/dev/log"):
-        from logging.handlers import SysLogHandler  # here: every container start pays for the imports
-
-        handlers.append(SysLogHandler("/dev/log"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    hook_format = "containerfs-hook[%(process)d]: %(message)s"
+    configure_logging(logging.INFO, hook_format, hook_format, log_file, log)
 
 
 def oci_hook(mountpoint: str, require_daemon: bool, proc_root: str, stdin: TextIO, log_file: str | None) -> int:
@@ -142,5 +133,17 @@ def docker_args(mountpoint: str) -> str:
     Without a daemon, docker would create each missing source as an empty directory on
     the host and then fail to bind a directory over a file.
     """
-    source = live_source(mountpoint)
-    return " ".join(f"-v {os.path.join(source.mountpoint, view)}:{container_path(view)}:ro" for view in source.views)
+    return docker_flags(live_source(mountpoint))
+
+
+def docker_flags(source: ViewSource) -> str:
+    """One read-only -v per view runc accepts as a spec mount."""
+    # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
+    # block devices' stat files come with the OCI hook, `inject` or the watcher.
+    targets = [v for v in source.views if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    return " ".join(f"-v {os.path.join(source.mountpoint, view)}:{container_path(view)}:ro" for view in targets)
+
+
+_SPEC_PROC_MOUNTS = {
+    f"proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg")
+}

@@ -40,8 +40,12 @@ def bundle_annotations(bundle: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in annotations.items()}
 
 
-def annotations_of(init_pid: int, run_root: str = "/run") -> dict[str, str]:
-    """The annotations of the container whose init is init_pid; {} when no runtime knows it."""
+def annotations_of(init_pid: int, run_root: str = "/run") -> dict[str, str] | None:
+    """The annotations of the container whose init is init_pid; None when no runtime knows it.
+
+    runc writes its state file only after the container's init has pivoted: None can mean
+    "not yet" as well as "not a runc or crun container" (LXC, an `unshare`).
+    """
     for pattern in _RUNC_STATES:
         for path in glob.glob(os.path.join(run_root, pattern)):
             state = _load(path)
@@ -54,4 +58,4 @@ def annotations_of(init_pid: int, run_root: str = "/run") -> dict[str, str]:
             state = _load(path)
             if state.get("pid") == init_pid and isinstance(state.get("bundle"), str):
                 return bundle_annotations(state["bundle"])
-    return {}
+    return None

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -19,12 +20,13 @@ from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
 from containerfs.host.mounttable import mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
     carry_out,
     dead_source,
-    live_source,
+    own_source,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
@@ -32,7 +34,6 @@ from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan
 from containerfs.inject.policy import WatchPolicy, declined
 from containerfs.inject.runtime_state import annotations_of
 from containerfs.inject.scan import mount_namespaces, ready_containers
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger("containerfs.inject")
 
@@ -60,6 +61,9 @@ BURST_SECONDS = 3.0
 NAMESPACE_TIMEOUT_SECONDS = 0.5
 # Namespaces entered at once: a few hostile ones cannot hold up the others.
 WORKERS = 4
+# How long a new container may go without a runtime state (runc writes it just after the
+# container's init has pivoted) before it is taken as one without annotations.
+STATE_GRACE_SECONDS = 1.0
 
 
 class InjectionService:
@@ -70,8 +74,12 @@ class InjectionService:
         state_dir: str,
         watch: WatchPolicy | None,
         cgroup_dir: str | None = None,
+        views: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         self.mountpoint = mountpoint
+        # What the daemon serves, from its core: never by walking its own mount, which
+        # would make the daemon wait on itself (see attach.own_source).
+        self.views = views
         self.proc_root = proc_root
         self.record = record_path(state_dir, mountpoint)
         self.watch = watch
@@ -80,6 +88,7 @@ class InjectionService:
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._seen: set[str] = set()  # mount namespaces already looked at
+        self._first_seen: dict[str, float] = {}  # new namespaces whose runtime state is not there yet
         self._own_dev: str | None = None  # our superblock: the views this daemon may take away
         self._views: tuple[str, ...] = ()  # the files it serves
         self.run_root = "/run"  # where the runtimes keep their containers' state
@@ -98,7 +107,7 @@ class InjectionService:
 
     def _run(self) -> None:
         try:
-            source = live_source(self.mountpoint)
+            source = own_source(self.mountpoint, self.views())
             self._own_dev, self._views = source.dev, source.views
             self.heal(source)
             if self.watch is not None:
@@ -127,10 +136,27 @@ class InjectionService:
                 elif creations.wait(timeout, self._wake_r):
                     burst_until = time.monotonic() + BURST_SECONDS
                 if not self._stop.is_set():
+                    source = self._refresh(source)
                     self.watch_once(source, policy)
         finally:
             if creations is not None:
                 creations.close()
+
+    def _refresh(self, source: ViewSource) -> ViewSource:
+        """The files served now: a block device added since the last pass brings a view.
+
+        When they changed, every container is planned again on this pass: the new views
+        are attached, the present ones kept (no fork where nothing changes).
+        """
+        try:
+            views = self.views()
+        except OSError:
+            return source
+        if views != source.views:
+            self._seen.clear()
+            source = source._replace(views=views)
+            self._views = views
+        return source
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
@@ -168,11 +194,29 @@ class InjectionService:
 
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
         containers = ready_containers(self.proc_root, self._resolver)
-        self._seen &= {c.mnt_ns for c in containers}
-        new = [c for c in containers if c.mnt_ns not in self._seen]
-        # Each namespace is looked at once: one that timed out is not tried on every pass.
-        self._seen.update(c.mnt_ns for c in new)
-        admitted = [c for c in new if policy.admits(c.cgroup)]
+        present = {c.mnt_ns for c in containers}
+        self._seen &= present
+        self._first_seen = {ns: t for ns, t in self._first_seen.items() if ns in present}
+        admitted: list[ContainerRecord] = []
+        for container in containers:
+            if container.mnt_ns in self._seen:
+                continue
+            if not policy.admits(container.cgroup):
+                self._seen.add(container.mnt_ns)
+                continue
+            annotations = annotations_of(container.init_pid, self.run_root)
+            if annotations is None:
+                first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
+                if time.monotonic() - first < STATE_GRACE_SECONDS:
+                    continue  # looked at again on the next pass
+                annotations = {}
+            # Each namespace is looked at once: one that timed out is not tried on every pass.
+            self._seen.add(container.mnt_ns)
+            why = declined(annotations, self.mountpoint)
+            if why:
+                log.info("not injecting %s %s: %s", container.kind, container.name, why)
+            else:
+                admitted.append(container)
         if len(admitted) <= 1:
             for container in admitted:
                 self._inject_new(source, container)
@@ -181,10 +225,6 @@ class InjectionService:
             list(pool.map(lambda c: self._inject_new(source, c), admitted))
 
     def _inject_new(self, source: ViewSource, container: ContainerRecord) -> None:
-        why = declined(annotations_of(container.init_pid, self.run_root), self.mountpoint)
-        if why:
-            log.info("not injecting %s %s: %s", container.kind, container.name, why)
-            return
         try:
             mounts = mounts_of(container.init_pid, self.proc_root)
         except OSError:
@@ -237,8 +277,8 @@ class InjectionService:
 
     def _identity(self, pid: int) -> tuple[str, int]:
         """A process's mount namespace and start time: together they name one container."""
-        mntns = os.readlink(f"{self.proc_root}/{pid}/ns/mnt")
-        return mntns, parse_proc_stat(read_text(f"{self.proc_root}/{pid}/stat")).starttime
+        process = ProcFS(self.proc_root).process(pid)
+        return process.ns("mnt"), process.stat().starttime
 
     def _take_record(self) -> list[Taken]:
         try:

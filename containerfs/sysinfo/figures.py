@@ -38,11 +38,5 @@ def sysinfo_of(ctx: ViewContext) -> Sysinfo:
 
 
 def context_for(fs: ContainerFS, pid: int) -> ViewContext | None:
-    """The views' context for host pid, as ContainerFS.render builds it; None for a host process."""
-    container = fs.resolver.resolve(pid)
-    if container is None:
-        return None
-    state, created = fs.registry.get(fs.cgroups.identity(container.cgroups), container.cgroups)
-    if created:
-        fs.sampler.refresh(state)
-    return ViewContext(fs.host, fs.cgroups, container, state, fs.options.use_quota, fs.clock_ticks)
+    """The views' context for host pid (the core's own); None for a host process."""
+    return fs._context(pid)

@@ -135,10 +135,12 @@ def handle(fd: int, answers: str) -> None:
 
 
 def is_listener(fd: int) -> bool:
+    """Whether fd is a seccomp listener: only a listener answers NOTIF_ID_VALID with ENOENT."""
     try:
-        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:seccomp notify"
-    except OSError:
-        return False
+        fcntl.ioctl(fd, abi.NOTIF_ID_VALID, abi.pack_id(0))
+    except OSError as err:
+        return err.errno == errno.ENOENT
+    return False  # no notification has id 0: whatever answered yes is not a listener
 
 
 def receive_listeners(conn: socket.socket) -> list[int]:

@@ -11,6 +11,7 @@ import os
 from typing import NamedTuple
 
 from containerfs.daemon.runfiles import escape_path
+from containerfs.host.proc import ProcFS
 
 HOLDER_MODULE = "containerfs.sysinfo.holder"
 
@@ -48,8 +49,7 @@ def holder_pid(paths: SysinfoPaths, proc_root: str = "/proc") -> int | None:
     try:
         with open(paths.pidfile) as f:
             pid = int(f.read().strip())
-        with open(f"{proc_root}/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
+        argv = ProcFS(proc_root).process(pid).read("cmdline").split("\0")
     except (OSError, ValueError):
         return None
-    return pid if HOLDER_MODULE.encode() in argv and paths.listener.encode() in argv else None
+    return pid if HOLDER_MODULE in argv and paths.listener in argv else None

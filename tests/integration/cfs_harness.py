@@ -27,7 +27,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
 PREFIX = "cfstest"
 # Per-session token: the end-of-session sweep only touches what this session created.
-SESSION = uuid.uuid4().hex[:6]
+# CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
+# suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
+SESSION = os.environ.get("CFSTEST_SESSION") or uuid.uuid4().hex[:6]
 
 # The eight synthesized files: mount-relative path -> path inside the container.
 VIEW_FILES = {
@@ -120,24 +122,18 @@ class DaemonError(RuntimeError):
     """A daemon exited or did not serve in time."""
 
 
-def _unescape_mountinfo(field):
-    # mountinfo octal-escapes space, tab, newline and backslash.
-    return field.encode().decode("unicode_escape")
-
-
-def stray_views(mountpoint=None):
+def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[int, str, str, str]]:
     """Every containerfs mount on the machine that is neither a view file at its own target
     nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
 
     mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
-    Allowed: a view file mounted at its target (/proc/meminfo), also under a rootfs prefix
+    Allowed: a view mounted at its target (/proc/meminfo), also under a rootfs prefix
     (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
     own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
     """
-    targets = {"/" + rel for rel in VIEW_FILES}
     source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
-    stray = []
-    seen = set()
+    stray: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -145,26 +141,22 @@ def stray_views(mountpoint=None):
             ns = os.readlink(f"/proc/{entry}/ns/mnt")
             if ns in seen:
                 continue
-            with open(f"/proc/{entry}/mountinfo") as f:
-                lines = f.read().splitlines()
+            mounts = parse_mountinfo(read_text(f"/proc/{entry}/mountinfo"))
         except OSError:
             continue  # exited while we looked, or a kernel thread
         seen.add(ns)
-        for line in lines:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, src = fields[sep + 1], fields[sep + 2]
-            if fstype != "fuse.containerfs" or (source is not None and src != source):
+        for mount in mounts:
+            if mount.fstype != "fuse.containerfs" or (source is not None and mount.source != source):
                 continue
-            root, where = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
-            whole_copy = root == "/"
-            at_target = root in targets and where.endswith(root)
-            if where == "/" or not (whole_copy or at_target):
-                stray.append((int(entry), where, root, src))
+            whole_copy = mount.root == "/"
+            # A view (a file, or the cpu directory bound whole) mirrors its target's path.
+            at_target = mount.root.startswith(("/proc/", "/sys/")) and mount.mountpoint.endswith(mount.root)
+            if mount.mountpoint == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), mount.mountpoint, mount.root, mount.source))
     return stray
 
 
-def assert_no_stray_views(mountpoint=None):
+def assert_no_stray_views(mountpoint: str | os.PathLike[str] | None = None) -> None:
     """Check every mount namespace on the machine: no containerfs mount at "/" or outside
     the view targets (see stray_views).  Use after every lifecycle step."""
     stray = stray_views(mountpoint)
@@ -183,7 +175,7 @@ class FuseDaemon:
         ready_file: str = "proc/meminfo",
     ) -> None:
         self.name = name
-        self.argv = list(argv)
+        self.argv = [str(arg) for arg in argv]  # tests pass Paths among the options
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
@@ -200,7 +192,7 @@ class FuseDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        log(f"starting {self.name}: {' '.join(self.argv)}")
+        log(f"starting {self.name}: {' '.join(map(str, self.argv))}")
         with open(self.log_path, "ab") as log_file:
             # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
             # which then stops the daemon itself.
@@ -444,6 +436,7 @@ class ContainerFactory:
         views=None,
         extra_mounts=(),
         rbind_mounts=(),
+        block_devices=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -502,6 +495,15 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        for node in block_devices:
+            rdev = os.stat(node).st_rdev
+            major, minor = os.major(rdev), os.minor(rdev)
+            spec["linux"].setdefault("devices", []).append(
+                {"path": str(node), "type": "b", "major": major, "minor": minor, "fileMode": 0o660, "uid": 0, "gid": 0}
+            )
+            resources.setdefault("devices", []).append(
+                {"allow": True, "type": "b", "major": major, "minor": minor, "access": "rw"}
+            )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
@@ -524,6 +526,7 @@ class ContainerFactory:
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
         rbind_mounts: the same, recursive (the mounts below the source come along).
+        block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

@@ -250,32 +250,46 @@ def test_restarts_with_whole_mountpoint_copies_never_mount_over_a_root(views, ru
         assert all(entry["views"] and "" not in entry["views"] for entry in json.loads(record.read_text()))
 
 
-def test_the_old_daemon_never_takes_the_new_ones_views(views, runc_container, tmp_path):
-    """Stopping a daemon takes out only views on its own device, even with the same source."""
+@pytest.mark.parametrize("run_dir", ["same", "another"])
+def test_a_new_daemon_never_fights_an_old_one_that_is_stopping(views, runc_container, tmp_path, run_dir):
+    """The old daemon, unmounted from outside, has not yet stopped (frozen here) when a new
+    one starts on the same mountpoint, with the same run directory or another: the new one
+    waits; the old one, once it runs again, stops without touching the new one's mount."""
     first = views.start()
     c = runc_container(memory=LIMIT)
     assert cfs("inject", "--mountpoint", views.mountpoint, c.pid).returncode == 0
-    # Unmounted from outside with the daemon frozen: a second daemon mounts and heals
-    # while the first has not yet started to stop.
-    os.kill(first.proc.pid, signal.SIGSTOP)
+    os.kill(first.pid, signal.SIGSTOP)
+    second_run_dir = views.run_dir if run_dir == "same" else tmp_path / "run2"
     subprocess.run(["fusermount3", "-u", str(views.mountpoint)], check=True)
-    second = second_daemon(views, tmp_path)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "containerfs", "mount", "-f", "--run-dir", second_run_dir, views.mountpoint],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        os.kill(first.proc.pid, signal.SIGCONT)
+        time.sleep(1.5)
+        early = is_mounted(views.mountpoint)
+        os.kill(first.pid, signal.SIGCONT)
+        assert not early, "mounted while the old daemon had not stopped"
         assert wait_until(lambda: not first.alive(), timeout=10), first.log()
-        assert wait_until(lambda: memtotal(c) == LIMIT, timeout=5), second.log()
-        assert view_mounts(c) == 8
+        assert wait_until(lambda: is_mounted(views.mountpoint), timeout=10)
+        if run_dir == "same":  # the new daemon found the old one's record
+            assert wait_until(lambda: memtotal(c) == LIMIT, timeout=5)
+            assert view_mounts(c) == 8
+        else:
+            assert cfs("inject", "--mountpoint", views.mountpoint, c.pid).returncode == 0
+        time.sleep(1)
+        assert is_mounted(views.mountpoint) and second.poll() is None
+        assert memtotal(c) == LIMIT
         assert_no_stray_views(views.mountpoint)
     finally:
-        second.stop()
-
-
-def second_daemon(views, tmp_path):
-    """A second daemon with its own run directory: the first still holds the pid file lock."""
-    from cfs_harness import FuseDaemon, containerfs_argv
-
-    argv = containerfs_argv(views.mountpoint, "--run-dir", str(tmp_path / "run2"))
-    return FuseDaemon("containerfs-2", argv, views.mountpoint, tmp_path / "second.log").start()
+        if first.alive():
+            os.kill(first.pid, signal.SIGCONT)
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=30)
+        force_unmount(views.mountpoint)
+    assert "waiting for the daemon" in err
 
 
 def test_oci_hook_with_a_host_pid_binds_nothing(views, tmp_path):
@@ -336,3 +350,26 @@ def test_watcher_leaves_a_container_that_names_another_mountpoint(views, runc_co
     plain = runc_container(memory=LIMIT, name="plain")
     assert wait_until(lambda: memtotal(plain) == LIMIT, timeout=5), views.daemon.log()
     assert memtotal(other) == HOST_MEMTOTAL and view_mounts(other) == 0
+
+
+def test_a_namespace_that_hangs_does_not_hold_up_the_next_container(views, start_containerfs, runc_container):
+    """A container whose /sys/devices/system/cpu is a FUSE mount that never answers: the
+    watcher gives up on it after 0.5 s, once, and the next container gets its views."""
+    views.start("--watch", "--watch-include", SESSION_CGROUPS)
+    frozen = start_containerfs()
+    assert wait_until(lambda: "healed views in" in frozen.log(), timeout=10), frozen.log()
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        hostile = runc_container(
+            memory=LIMIT, name="hostile", extra_mounts=[(frozen.mountpoint, "/sys/devices/system/cpu")]
+        )
+        started = time.monotonic()
+        plain = runc_container(memory=LIMIT, name="plain")
+        assert wait_until(lambda: memtotal(plain) == LIMIT, timeout=5), views.daemon.log()
+        assert time.monotonic() - started < 2.5  # runc run itself takes most of it here
+        assert "did not answer within 0.5s" in views.daemon.log()
+        assert views.daemon.log().count("did not answer") == 1  # not retried on every pass
+        assert hostile.pid > 0
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    assert_no_stray_views(views.mountpoint)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from containerfs import cli
 from containerfs.host.mounttable import mount_source
 from containerfs.inject.hook import HookError, hook_process, parse_state, rootfs_prefix
 from containerfs.inject.plan import (
@@ -21,7 +22,7 @@ from containerfs.inject.plan import (
     plan_detach,
     plan_heal,
 )
-from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy, declined
+from containerfs.inject.policy import WatchPolicy, declined
 from containerfs.inject.service import record_path
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.views.registry import VIEWS
@@ -306,8 +307,20 @@ def test_watch_policy(policy: WatchPolicy, cgroup: str, admitted: bool) -> None:
     assert policy.admits(cgroup) is admitted
 
 
-def test_default_exclude_is_user_sessions() -> None:
-    assert DEFAULT_EXCLUDE == ("/user.slice", "/user.slice/*")
+@pytest.mark.parametrize(
+    ("options", "cgroup", "admitted"),
+    [
+        ([], "/user.slice", False),
+        ([], "/user.slice/user-1000.slice/app-flatpak.scope", False),  # a desktop sandbox
+        ([], "/user.slices/x", True),  # only starts like a user session
+        ([], "/system.slice/docker-ab.scope", True),
+        (["--watch-exclude", "/kubepods/*"], "/user.slice/user-1000.slice/x", True),  # replaces the default
+        (["--watch-exclude", "/kubepods/*"], "/kubepods/x", False),
+    ],
+)
+def test_the_watchers_default_exclude_is_user_sessions(options: list[str], cgroup: str, admitted: bool) -> None:
+    policy = cli._watch_policy(cli._parser().parse_args(["mount", "--watch", *options, "/mnt"]))
+    assert policy is not None and policy.admits(cgroup) is admitted
 
 
 @pytest.mark.parametrize(
@@ -320,6 +333,18 @@ def test_default_exclude_is_user_sessions() -> None:
 )
 def test_record_path(mountpoint: str, name: str) -> None:
     assert record_path("/run/containerfs", mountpoint) == f"/run/containerfs/{name}"
+
+
+def test_docker_args_bind_every_view_read_only() -> None:
+    from containerfs.inject.attach import ViewSource
+    from containerfs.inject.commands import docker_flags
+    from containerfs.views.overlays import bind_targets
+
+    args = docker_flags(ViewSource("/var/lib/containerfs", SRC, LIVE, tuple(bind_targets(VIEWS)))).split()
+    assert args[0::2] == ["-v"] * (len(VIEWS) - 4)  # proc/vmstat and the cpu files out, the cpu directory in
+    assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
+    assert "/var/lib/containerfs/sys/devices/system/cpu:/sys/devices/system/cpu:ro" in args[1::2]
+    assert not any("vmstat" in arg for arg in args)  # runc refuses that spec mount
 
 
 def test_docker_args_without_a_daemon_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -400,3 +425,42 @@ def test_clean_stop_record_round_trip(tmp_path: Path) -> None:
     entry = Taken(42, "mnt:[4026532298]", 123456, ["proc/meminfo", "proc/stat"])
     Path(service.record).write_text(json.dumps([entry._asdict()]))
     assert service._take_record() == [entry]
+
+
+def test_every_install_route_provides_the_binary_the_hook_files_run() -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    oci = json.loads((repo / "packaging" / "oci" / "containerfs.json").read_text())["hook"]["path"]
+    lxc = re.search(
+        r'exec "\$\{CONTAINERFS:-([^}]+)\}"', (repo / "packaging" / "lxc" / "containerfs-mount-hook").read_text()
+    )
+    install = (repo / "scripts" / "install.sh").read_text()
+    spec = (repo / "packaging" / "rpm" / "containerfs.spec").read_text()
+    assert lxc is not None
+    assert oci == lxc.group(1) == "/usr/bin/containerfs"
+    assert "BIN=/usr/bin/containerfs" in install and 'ln -sfn "$PREFIX/bin/containerfs" "$BIN"' in install
+    assert "%{buildroot}%{_bindir}/containerfs" in spec
+    # install.sh puts the hook files where the RPM does.
+    for path in ("/usr/share/containers/oci/hooks.d/containerfs.json", "/usr/share/containerfs/lxc-mount-hook"):
+        assert path in install
+
+
+def test_annotations_from_the_runtime_state(tmp_path: Path) -> None:
+    from containerfs.inject.runtime_state import annotations_of
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"annotations": {"io.containerfs.skip": "true", "a": "b"}}))
+    runc = tmp_path / "docker" / "runtime-runc" / "moby" / "c1"
+    runc.mkdir(parents=True)
+    labels = [f"bundle={tmp_path / 'none'}", "io.containerfs.mountpoint=/x", "junk"]
+    (runc / "state.json").write_text(json.dumps({"init_process_pid": 100, "config": {"labels": labels}}))
+    crun = tmp_path / "crun" / "c2"
+    crun.mkdir(parents=True)
+    (crun / "status").write_text(json.dumps({"pid": 200, "bundle": str(bundle)}))
+    (tmp_path / "runc" / "broken").mkdir(parents=True)
+    (tmp_path / "runc" / "broken" / "state.json").write_text("{not json")
+    assert annotations_of(100, str(tmp_path)) == {"io.containerfs.mountpoint": "/x"}
+    assert annotations_of(200, str(tmp_path)) == {"io.containerfs.skip": "true", "a": "b"}
+    assert annotations_of(300, str(tmp_path)) is None  # no runtime knows it (yet)
