@@ -10,6 +10,7 @@ from typing import TextIO
 
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.logsetup import configure_logging
+from containerfs.host.errors import ProcessGone
 from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
@@ -40,7 +41,7 @@ def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
     resolver = Resolver(proc_root)
     try:
         mntns = resolver.ns(pid, "mnt")
-    except FileNotFoundError:
+    except ProcessGone:
         raise LookupError(f"no process {pid}") from None
     if mntns == resolver.host_mntns:
         raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
