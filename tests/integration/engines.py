@@ -8,6 +8,7 @@ in /var/lib/{docker,containerd,containers,lxc}.  Everything is named ``cfseng-<s
 session created: it removes the containers, stops the engines by pid, kills what is left in
 its cgroups, unmounts what the engines left under the temporary directory, removes the
 cgroups and deletes the directory (Engines.teardown, also after a failure or a SIGTERM).
+A session killed outright (SIGKILL) is swept by the next one (sweep_dead_sessions).
 """
 
 import contextlib
@@ -30,6 +31,21 @@ DOCKER = shutil.which("docker", path="/usr/bin") or "docker"  # the docker.io cl
 PROCPS_TOOLS = ("free", "top", "uptime")
 # Container memory limit: every view test checks MemTotal against it.
 LIMIT = 256 * 1024 * 1024
+# Directories the engines create on the host whatever their roots: containerd 1.6 its shims'
+# sockets, dockerd its plugin directory, podman its network run directory, LXC its locks.
+HOST_RUN_DIRS = (
+    "/run/containerd/s",
+    "/run/containerd/fifo",
+    "/run/containerd/runc",
+    "/run/containerd",
+    "/run/docker/plugins",
+    "/run/docker",
+    "/run/containers/networks",
+    "/run/containers",
+    "/run/lxc/lock/tmp",
+    "/run/lxc/lock",
+    "/run/lxc",
+)
 # Mounts a `podman` run by crun must not see: crun refuses a hybrid layout's cgroup2 tree.
 UNIFIED = "/sys/fs/cgroup/unified"
 
@@ -38,15 +54,9 @@ def missing_engine_tools():
     return [tool for tool in ENGINE_TOOLS if shutil.which(tool) is None]
 
 
-def run(argv, timeout=120, check=True, env=None, input=None):
+def run(argv, timeout=120, check=True, env=None):
     p = subprocess.run(
-        [str(a) for a in argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
     )
     if check and p.returncode != 0:
         raise RuntimeError(f"{argv} failed rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
@@ -57,7 +67,7 @@ def build_rootfs(dest):
     """A tiny image: busybox-static with its applets, plus procps's free/top/uptime and the
     libraries they load (ldd), ~8 MB, built offline from the host's packages."""
     dest = Path(dest)
-    for d in ("bin", "proc", "sys", "dev", "etc", "tmp", "rootfs"):
+    for d in ("bin", "proc", "sys", "dev", "etc", "tmp"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(shutil.which("busybox"), dest / "bin/busybox")
     for applet in ("sh", "ls", "cat", "sleep", "echo", "grep", "head", "ps", "mount", "true", "stat"):
@@ -80,7 +90,7 @@ def _libraries(binary):
     return [word for line in out.splitlines() for word in line.split() if word.startswith("/")]
 
 
-def _processes_mentioning(text):
+def processes_mentioning(text):
     """Pids whose command line names text (our temporary root): shims, conmon, monitors."""
     found = []
     needle = text.encode()
@@ -160,13 +170,14 @@ class Engines:
         self.procs = {}
         self.boxes = []
         self.env = dict(os.environ, DOCKER_CONFIG=str(self.root / "docker-client"), TMPDIR=str(self.root / "tmp"))
-        self._run_containerd_existed = os.path.exists("/run/containerd")
+        self._host_dirs_before = {d for d in HOST_RUN_DIRS if os.path.exists(d)}
         self.image = f"local/{NAME}:1"
+        (self.root / "owner.pid").write_text(str(os.getpid()))  # for sweep_dead_sessions
 
     # ----------------------------------------------------------------- start
 
     def start(self):
-        for d in ("tmp", "hooks.d", "lxc", "bin", "fifo", "ctr-runc", "podman", "docker-client"):
+        for d in ("tmp", "hooks.d", "lxc", "bin", "fifo", "podman", "docker-client"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         (self.root / "docker-client/config.json").write_text("{}")  # podman reads it too
         build_rootfs(self.rootfs)
@@ -349,7 +360,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
-    def podman_run(self, label, runtime, *, route="hooks.d", cgroup_parent=None):
+    def podman_run(self, label, runtime, *options, route="hooks.d", cgroup_parent=None):
         box = Box(self, f"podman-{runtime}", self.unique(label), route)
         self.boxes.append(box)
         rootfs = self.root / f"rootfs-{box.name}"
@@ -371,6 +382,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "nofile=20000:20000",
             "--ulimit",
             "nproc=4096:4096",
+            *options,
             "--rootfs",
             rootfs,
             "/bin/sleep",
@@ -379,31 +391,46 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
+    def lxc_template(self):
+        """A busybox-template container, created once and never started: lxc_run copies it."""
+        name = f"{NAME}-template"
+        path = self.lxcpath / name
+        if not path.exists():
+            self.lxc("lxc-create", name, "-t", "busybox", "--", "--busybox-path", shutil.which("busybox"))
+            rootfs = path / "rootfs"
+            # The template's busybox copy is not always the static one; and procps's free is
+            # the tool under test (the template binds the host's /lib and /usr/lib for it).
+            for f in ("bin/busybox", "sbin/init"):
+                (rootfs / f).unlink(missing_ok=True)
+            shutil.copy2(shutil.which("busybox"), rootfs / "bin/busybox")
+            for tool in PROCPS_TOOLS:
+                (rootfs / "bin" / tool).unlink(missing_ok=True)
+                shutil.copy2(shutil.which(tool), rootfs / "bin" / tool)
+        return path
+
     def lxc_run(self, label, hook, mountpoint):
         """A busybox-template container whose lxc.hook.mount is hook (LXC runs it with
         LXC_ROOTFS_MOUNT set, in the container's mount namespace, before pivot_root)."""
         box = Box(self, "lxc", self.unique(label), "lxc.hook.mount")
         self.boxes.append(box)
-        self.lxc("lxc-create", box.name, "-t", "busybox", "--", "--busybox-path", shutil.which("busybox"))
-        rootfs = self.lxcpath / box.name / "rootfs"
-        # The template's busybox copy is not always the static one; and procps's free is
-        # the tool under test (the template binds the host's /lib and /usr/lib for it).
-        for f in ("bin/busybox", "sbin/init"):
-            (rootfs / f).unlink(missing_ok=True)
-        shutil.copy2(shutil.which("busybox"), rootfs / "bin/busybox")
-        for tool in PROCPS_TOOLS:
-            (rootfs / "bin" / tool).unlink(missing_ok=True)
-            shutil.copy2(shutil.which(tool), rootfs / "bin" / tool)
+        # lxc-create's template takes seconds: it runs once, its result is copied.
+        template = self.lxc_template()
+        shutil.copytree(template, self.lxcpath / box.name, symlinks=True)
         config = self.lxcpath / box.name / "config"
-        lines = [line for line in config.read_text().splitlines() if not line.startswith("lxc.net.0.")]
+        own = ("lxc.net.0.", "lxc.rootfs.path", "lxc.uts.name", "lxc.apparmor.")
+        lines = [line for line in config.read_text().splitlines() if not line.startswith(own)]
+        v2 = _is_cgroup2_mount("/sys/fs/cgroup")  # LXC takes only the keys of the host's layout
         lines += [
+            f"lxc.rootfs.path = dir:{self.lxcpath / box.name / 'rootfs'}",
+            f"lxc.uts.name = {box.name}",
             "lxc.net.0.type = empty",
+            # The template's generated profile needs AppArmor's tools; ignored without AppArmor.
+            "lxc.apparmor.profile = unconfined",
             "lxc.init.cmd = /bin/sleep 1000000",
-            f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",
-            f"lxc.cgroup2.memory.max = {LIMIT}" if _is_cgroup2_mount("/sys/fs/cgroup") else "",
+            f"lxc.cgroup2.memory.max = {LIMIT}" if v2 else f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",
             f"lxc.hook.mount = {hook}",
         ]
-        config.write_text("\n".join(line for line in lines if line) + "\n")
+        config.write_text("\n".join(lines) + "\n")
         # The packaged hook finds the daemon's mountpoint and its containerfs in its environment,
         # which LXC hands down from lxc-start.
         env = dict(
@@ -428,8 +455,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "-d",
             "--fifo-dir",
             self.root / "fifo",
-            "--runc-root",
-            self.root / "ctr-runc",
             "--memory-limit",
             str(LIMIT),
             "--cgroup",
@@ -442,6 +467,32 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         )
         return box
 
+    def host_shell(self):
+        """A host `unshare -m` shell (a sleep): a private copy of every mount, ours included.
+
+        It starts in a cgroup of ours, so that even a killed session's sweep finds it."""
+        cgroup = self.shell_cgroup()
+        cgroup.mkdir(exist_ok=True)
+
+        def enter():
+            (cgroup / "cgroup.procs").write_text("0")
+
+        return subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=enter,
+        )
+
+    @staticmethod
+    def shell_cgroup():
+        hierarchy = Path("/sys/fs/cgroup/pids")
+        if not hierarchy.is_dir():
+            hierarchy = Path("/sys/fs/cgroup")  # v2: one tree
+        return hierarchy / f"{NAME}-shells"
+
     def exec_argv(self, box, argv):
         if box.engine == "docker":
             return [DOCKER, "-H", f"unix://{self.docker_sock}", "exec", box.name, *argv]
@@ -451,7 +502,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             return ["lxc-attach", "-P", self.lxcpath, "-n", box.name, "--", *argv]
         if box.engine == "ctr":
             exec_id = "x" + uuid.uuid4().hex[:8]
-            return ["ctr", "--address", self.sock, "-n", NAME, "task", "exec", "--exec-id", exec_id, box.name, *argv]
+            return [
+                *("ctr", "--address", self.sock, "-n", NAME, "task", "exec", "--fifo-dir", self.root / "fifo"),
+                *("--exec-id", exec_id, box.name, *argv),
+            ]
         raise ValueError(box.engine)
 
     def init_pid(self, box):
@@ -512,21 +566,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         for key in ("dockerd", "containerd"):
             if key in self.procs:
                 attempt(f"stop {key}", stop_process, self.procs[key])
-        # Shims, conmon and LXC monitors outlive their engines: each names our root.
-        for pid in _processes_mentioning(str(self.root)):
-            attempt(f"kill {pid}", os.kill, pid, signal.SIGKILL)
-        attempt("cgroups", self._remove_cgroups)
-        for where in mounts_under(self.root):
-            run(["umount", "-l", where], check=False)
-        left = mounts_under(self.root)
-        if left:
-            errors.append(f"still mounted: {left}")
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self.root.exists():
-            errors.append(f"{self.root} not removed")
-        if not self._run_containerd_existed:
-            # containerd 1.6 puts its shims' sockets under /run/containerd whatever its state dir.
-            for d in ("/run/containerd/s", "/run/containerd"):
+        try:
+            errors += remove_root(self.root, NAME)
+        except Exception as exc:
+            errors.append(f"remove {self.root}: {exc!r}")
+        for d in HOST_RUN_DIRS:  # deepest first; only empty ones this session brought in
+            if d not in self._host_dirs_before:
                 with contextlib.suppress(OSError):
                     os.rmdir(d)
         return errors
@@ -534,25 +579,89 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     def _docker_ids(self):
         return self.docker("ps", "-aq", check=False).stdout.split() or ["--"]
 
-    def _remove_cgroups(self):
-        """Kill what is left in our cgroups (LXC's payload and monitor ones included), then
-        remove them bottom-up in every hierarchy."""
-        failed = []
-        patterns = (f"{NAME}-*", f"lxc.payload.{NAME}-*", f"lxc.monitor.{NAME}-*")
-        for hier in cgroup_hierarchies():
-            for pattern in patterns:
-                for top in hier.glob(pattern):
-                    for root, _, _ in os.walk(top):
-                        try:
-                            pids = (Path(root) / "cgroup.procs").read_text().split()
-                        except OSError:
-                            continue
-                        for pid in pids:
-                            with contextlib.suppress(ProcessLookupError, ValueError):
-                                os.kill(int(pid), signal.SIGKILL)
-                    if not remove_cgroup_tree(top):
-                        failed.append(str(top))
-        return f"cgroups left: {failed}" if failed else None
+
+def remove_root(root, name):
+    """What is left of one session once its engines are stopped (or were never stopped, when
+    its test process was killed): every process that names its root (shims, conmon, LXC
+    monitors), its cgroups and what runs in them, runtime state naming its root, its mounts,
+    LXC's locks, the root itself.  Returns what could not be removed."""
+    errors = []
+    root = str(root)
+    for pid in processes_mentioning(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    failed = _remove_cgroups(name)
+    if failed:
+        errors.append(f"cgroups left: {failed}")
+    # podman's runc and crun keep their state in the host's default roots.
+    for state in [*Path("/run/runc").glob("*/state.json"), *Path("/run/crun").glob("*/status")]:
+        with contextlib.suppress(OSError):
+            if root in state.read_text(errors="replace"):
+                shutil.rmtree(state.parent, ignore_errors=True)
+    for where in mounts_under(root):
+        run(["umount", "-l", where], check=False)
+    left = mounts_under(root)
+    if left:
+        errors.append(f"still mounted: {left}")
+    shutil.rmtree(root, ignore_errors=True)
+    if os.path.exists(root):
+        errors.append(f"{root} not removed")
+    # LXC locks each container under /run/lxc/lock/<lxcpath>; runc under containerd keeps
+    # its state in /run/containerd/runc/<ctr namespace> (the runtimes' own place, where the
+    # watcher looks for annotations).
+    shutil.rmtree(f"/run/lxc/lock/{root.lstrip('/')}", ignore_errors=True)
+    shutil.rmtree(f"/run/containerd/runc/{name}", ignore_errors=True)
+    return errors
+
+
+def _remove_cgroups(name):
+    """Kill what is left in a session's cgroups (LXC's payload and monitor ones included),
+    then remove them bottom-up in every hierarchy; returns those that stay."""
+    failed = []
+    patterns = (f"{name}-*", f"lxc.payload.{name}-*", f"lxc.monitor.{name}-*")
+    for hier in cgroup_hierarchies():
+        for pattern in patterns:
+            for top in hier.glob(pattern):
+                for cgroup, _, _ in os.walk(top):
+                    try:
+                        pids = (Path(cgroup) / "cgroup.procs").read_text().split()
+                    except OSError:
+                        continue
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError, ValueError):
+                            os.kill(int(pid), signal.SIGKILL)
+                if not remove_cgroup_tree(top):
+                    failed.append(str(top))
+    return failed
+
+
+def sweep_dead_sessions():
+    """Remove what sessions whose test process was killed outright (SIGKILL: no teardown)
+    left: their roots are /tmp/cfseng-<session>-*, their owner's pid in owner.pid."""
+    swept = []
+    for owner in Path("/tmp").glob("cfseng-*/owner.pid"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if os.path.exists(f"/proc/{pid}"):
+            continue
+        root = owner.parent
+        remove_root(root, "-".join(root.name.split("-")[:2]))
+        swept.append(str(root))
+    if swept:
+        # Its killed shims' sockets (containerd 1.6 keeps them in /run/containerd/s): those
+        # nothing is bound to any more.
+        with open("/proc/net/unix") as f:
+            bound = {line.split()[-1] for line in f if line.count(" ") >= 7}
+        for sock in Path("/run/containerd/s").glob("*"):
+            if str(sock) not in bound:
+                sock.unlink(missing_ok=True)
+        # And the host directories it brought in, if nobody uses them now.
+        for d in HOST_RUN_DIRS:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+    return swept
 
 
 def _is_cgroup2_mount(path):

@@ -16,6 +16,7 @@ live again within 1 s of the new daemon serving.  The heal times are printed at 
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,15 +24,32 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import REPO_ROOT, FuseDaemon, assert_no_stray_views, containerfs_argv, force_unmount, parse_meminfo
+from cfs_harness import (
+    REPO_ROOT,
+    FuseDaemon,
+    assert_no_stray_views,
+    cgroup_hierarchies,
+    containerfs_argv,
+    force_unmount,
+    parse_meminfo,
+)
 from conftest import attach_log
-from engines import LIMIT, NAME, Engines, missing_engine_tools, write_oci_hook
+from engines import (
+    LIMIT,
+    NAME,
+    Engines,
+    missing_engine_tools,
+    mounts_under,
+    processes_mentioning,
+    sweep_dead_sessions,
+    write_oci_hook,
+)
 
 pytestmark = pytest.mark.integration
 
-LIVE_WITHIN = 1.0
-UMOUNT_CONTAINERS = 20  # seconds after the new daemon serves
-# (restart kind, container) -> (seconds from the start command, from serving)
+LIVE_WITHIN = 1.0  # seconds after the new daemon serves
+UMOUNT_CONTAINERS = 20  # the umount restart also times the stop with this many containers
+# (restart kind, container) -> (seconds from the start command, seconds from serving)
 HEAL_TIMES: dict[tuple[str, str], tuple[float, float]] = {}
 
 
@@ -49,6 +67,9 @@ def engines(request):
         if os.environ.get("CI") == "true":
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
+    swept = sweep_dead_sessions()
+    if swept:
+        sys.stderr.write(f"\nremoved what killed engine sessions left: {swept}\n")
     previous = signal.signal(signal.SIGTERM, _interrupted)  # pytest tears down on KeyboardInterrupt
     eng = Engines()
     try:
@@ -94,16 +115,19 @@ class Views:
 
     def argv(self):
         # The watcher only ever looks at this daemon's watcher-route cgroups, never a neighbour's.
-        watched = (self.cgroup("dwatch") + "/*", self.cgroup("ctr") + "/*")
+        watched = (self.cgroup("dwatch") + "/*", self.cgroup("ctr") + "/*", self.cgroup("pskip") + "/libpod-*")
         include = [arg for glob in watched for arg in ("--watch-include", glob)]
-        return containerfs_argv(self.mountpoint, "--run-dir", str(self.run_dir), "--watch", *include)
+        return containerfs_argv(
+            self.mountpoint, "--run-dir", str(self.run_dir), "--log-level", "DEBUG", "--watch", *include
+        )
 
     def start(self):
         self.generation += 1
         with open(self.log_path, "a") as log:
             log.write(f"---- start {self.generation}\n")
         self.daemon = FuseDaemon("containerfs", self.argv(), self.mountpoint, self.log_path)
-        attach_log(self.request, f"containerfs log ({self.mountpoint})", self.log_path, self.daemon)
+        if self.generation == 1:  # one log for every generation, each marked by its start line
+            attach_log(self.request, f"containerfs log ({self.mountpoint})", self.log_path)
         self.daemon.start(timeout=20)
         return self
 
@@ -146,6 +170,10 @@ class Fleet:
         eng, mp = self.engines, self.views.mountpoint
         hook_log = eng.root / f"oci-hook-{mp.name}.log"
         write_oci_hook(eng.hooks_dir, eng.bin / "containerfs", mp, hook_log)
+        if self.views.request is not None and self.views.request.scope == "function":
+            attach_log(self.views.request, "oci-hook log", hook_log)
+            for key in ("containerd", "dockerd"):
+                attach_log(self.views.request, f"{key} log (whole session)", eng.root / f"{key}.log")
         args = cfs("docker-args", "--mountpoint", mp)
         assert args.returncode == 0, args.stderr
         dargs = args.stdout.split()
@@ -167,11 +195,7 @@ class Fleet:
                 "extra", *dargs, route="docker-args", cgroup_parent=self.views.cgroup("dargs")
             )
         # A host shell in its own mount namespace: a private copy of the whole mountpoint.
-        self.shell = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sleep", "1000000"],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.shell = eng.host_shell()
         return self
 
     def namespaces(self):
@@ -216,7 +240,9 @@ def view_live(box, dev, served):
     follows the container's own mount table."""
     root = f"/proc/{box.pid()}/root/"
     try:
-        if any(os.stat(root + rel).st_dev != dev for rel in served):
+        # meminfo first: the others are only looked at once it is back (polls cost the
+        # daemon FUSE requests while it heals).
+        if os.stat(root + "proc/meminfo").st_dev != dev or any(os.stat(root + rel).st_dev != dev for rel in served):
             return False
         with open(root + "proc/meminfo", "rb") as f:
             return bool(f.read(64))
@@ -233,7 +259,7 @@ def wait_live(boxes, views, timeout):
         for key, box in boxes.items():
             if key not in done and view_live(box, dev, served):
                 done[key] = time.monotonic()
-        time.sleep(0.01)
+        time.sleep(0.02)
     return {key: done.get(key) for key in boxes}
 
 
@@ -251,6 +277,42 @@ def describe(boxes, live):
             mounts = [repr(exc)]
         out.append(f"{key} (pid {box.pid()}):\n  " + "\n  ".join(mounts or ["no containerfs mount"]))
     return "\n".join(out)
+
+
+def misplaced_views(boxes, views):
+    """The strict form of the invariant inside our own running containers (their mount
+    tables as their init sees them): a mount of ours is a served view at exactly its own
+    target, or a copy of the whole mountpoint away from "/"; and no view is stacked twice."""
+    served = {"/" + rel for rel in views.served()}
+    source = f"containerfs:{views.mountpoint}"
+    problems = []
+    for key, box in boxes.items():
+        try:
+            with open(f"/proc/{box.pid()}/mountinfo") as f:
+                table = [line.split() for line in f]
+        except OSError as exc:
+            problems.append(f"{key}: cannot read its mount table: {exc}")
+            continue
+        at = []
+        for fields in table:
+            sep = fields.index("-")
+            if fields[sep + 2] != source:
+                continue
+            root, where = _unescape(fields[3]), _unescape(fields[4])
+            if root == "/" and where != "/":
+                continue  # a copy of the whole mountpoint (the -v /:/rootfs container)
+            if root not in served or where != root:
+                problems.append(f"{key}: a containerfs mount of {root!r} at {where!r}")
+            at.append(where)
+        stacked = sorted({w for w in at if at.count(w) > 1})
+        if stacked:
+            problems.append(f"{key}: views stacked at {stacked}")
+    return problems
+
+
+def _unescape(field):
+    # mountinfo octal-escapes space, tab, newline and backslash.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def memtotal(box, reader=("head", "-n", "1000")):
@@ -315,6 +377,7 @@ def test_route_gives_the_container_its_limit(route_fleet, key):
     assert route_fleet.first_live[key] is not None, (
         f"{box}: no live containerfs view at /proc/meminfo within 10 s:\n{route_fleet.views.log_path.read_text()}"
     )
+    assert misplaced_views({key: box}, route_fleet.views) == []
     assert memtotal(box) == LIMIT
     p = box.exec("free", "-b")
     assert p.returncode == 0, p.stderr
@@ -324,6 +387,26 @@ def test_route_gives_the_container_its_limit(route_fleet, key):
 def test_busybox_cat_reads_the_view(route_fleet):
     """busybox cat copies with sendfile(2), which stops at st_size: the view must not look empty."""
     assert memtotal(route_fleet.boxes["docker/docker-args"], reader=("cat",)) == LIMIT
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_podman_opt_out_annotation_keeps_hook_and_watcher_out(route_fleet, runtime):
+    """io.containerfs.skip=true: the hooks.d hook and the watcher (its cgroup is watched; the
+    annotation is in the bundle the runc/crun state names) both leave the container alone."""
+    eng, views = route_fleet.engines, route_fleet.views
+    box = eng.podman_run(
+        f"skip{runtime}", runtime, "--annotation", "io.containerfs.skip=true", cgroup_parent=views.cgroup("pskip")
+    )
+    try:
+        time.sleep(2.5)  # the watcher scans every second and on every new cgroup
+        with open(f"/proc/{box.pid()}/mountinfo") as f:
+            ours = [line.strip() for line in f if f"containerfs:{views.mountpoint}" in line]
+        assert ours == [], f"{box} opted out but has views: {ours}"
+        p = box.exec("free", "-b")
+        assert p.returncode == 0, p.stderr
+        assert free_total(p.stdout) != LIMIT
+    finally:
+        eng.remove(box)
 
 
 def _keep_own_records(run_dir, own_namespaces):
@@ -370,7 +453,7 @@ def test_restart_heals_every_engine(fleet, kind):
             old.proc.wait(timeout=10)
     else:
         started = time.monotonic()
-        result = cfs("umount", views.mountpoint, timeout=60)
+        result = cfs("umount", "--run-dir", views.run_dir, views.mountpoint, timeout=60)
         if result.returncode != 0:
             problems.append(f"containerfs umount rc={result.returncode}: {result.stderr.strip()}")
         try:
@@ -399,13 +482,17 @@ def test_restart_heals_every_engine(fleet, kind):
             name += f" (slowest of {same_route + 1})"
         previous = HEAL_TIMES.get((kind, name), (0.0, 0.0))
         HEAL_TIMES[(kind, name)] = max(previous, (at - started, at - ready))
-        if at - ready > LIVE_WITHIN:
+        # The 1 s bound is the matrix's (one container per engine and route).  The umount
+        # test's extra docker-args containers are there to time the stop with 20: their heal
+        # is timed and reported (HEAL_TIMES), and must come within the window above.
+        if at - ready > LIVE_WITHIN and " #" not in key:
             problems.append(f"{key}: views live only {at - ready:.2f} s after the new daemon served")
 
     try:
         assert_no_stray_views(views.mountpoint)
     except AssertionError as exc:
         problems.append(str(exc))
+    problems += misplaced_views(boxes, views)
     for key, box in boxes.items():
         p = box.exec("ls", "/")
         if p.returncode != 0:
@@ -416,3 +503,33 @@ def test_restart_heals_every_engine(fleet, kind):
         if total != LIMIT:
             problems.append(f"{key}: `free -b` total {total} after the restart, want {LIMIT}: {p.stderr.strip()[:200]}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_killed_sessions_leftovers_are_swept(engines, tmp_path):
+    """A test process killed outright runs no teardown: the next session's sweep removes its
+    engines, containers, host shell, cgroups, mounts and root."""
+    here = Path(__file__).resolve().parent
+    script = (
+        f"import os, signal, sys; sys.path.insert(0, {str(here)!r}); import engines\n"
+        "e = engines.Engines().start()\n"
+        "e.ctr_run('victim'); e.docker_run('victim', route='none'); e.host_shell()\n"
+        "print(e.root, engines.NAME, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = tmp_path / "victim.out"
+    with open(out, "w") as f:  # a file, not a pipe: what it leaves running would hold a pipe open
+        p = subprocess.run([sys.executable, "-c", script], stdout=f, stderr=f, timeout=180, cwd=REPO_ROOT)
+    assert p.returncode == -signal.SIGKILL, out.read_text()
+    root, name = out.read_text().split()[-2:]
+    assert engine_leftovers(root, name), "the killed session left nothing: the sweep is not tested"
+    assert root in sweep_dead_sessions()
+    assert engine_leftovers(root, name) == []
+
+
+def engine_leftovers(root, name):
+    """What a session with this root and name still has on the machine."""
+    found = [f"process {pid}" for pid in processes_mentioning(root)]
+    found += [str(d) for hier in cgroup_hierarchies() for d in hier.glob(f"{name}-*")]
+    found += mounts_under(root) if os.path.exists(root) else []
+    found += [root] if os.path.exists(root) else []
+    return found
