@@ -51,7 +51,12 @@ def is_view_file(view: str) -> bool:
     return bool(view) and not view.startswith("/") and posixpath.normpath(view) == view and ".." not in view.split("/")
 
 
-def check_step(step: Step, served: Iterable[str] = ()) -> None:
+def serves(views: Collection[str], view: str) -> bool:
+    """Whether view is one of views, or a file in a directory view (the cpu directory bound whole)."""
+    return view in views or any(view.startswith(v + "/") for v in views)
+
+
+def check_step(step: Step, served: Collection[str] = ()) -> None:
     """Raise UnsafeStep unless step touches only its view's own target.
 
     served: the files the live daemon has; a view it does not serve is never mounted.
@@ -62,7 +67,7 @@ def check_step(step: Step, served: Iterable[str] = ()) -> None:
     normal = target.startswith("/") and posixpath.normpath(target) == target
     if not normal or not target.endswith(container_path(step.view)):
         raise UnsafeStep(f"{step.action.value} {target!r}: not the target of view {step.view}")
-    if step.action in (Action.ATTACH, Action.REPLACE) and step.view not in set(served):
+    if step.action in (Action.ATTACH, Action.REPLACE) and not serves(served, step.view):
         raise UnsafeStep(f"{step.action.value} {target!r}: the daemon does not serve {step.view}")
 
 
@@ -76,7 +81,7 @@ def _view_mount(mount: Mount, source: str, views: Collection[str] | None) -> boo
     views: the files the daemon serves; None accepts any file at its target (status).
     """
     view = mount.root.lstrip("/")
-    if views is not None and view not in views:
+    if views is not None and not serves(views, view):
         return False
     return _ours(mount, source) and is_view_file(view) and mount.mountpoint.endswith(container_path(view))
 

@@ -171,6 +171,7 @@ class Engines:
         self.boxes = []
         self.env = dict(os.environ, DOCKER_CONFIG=str(self.root / "docker-client"), TMPDIR=str(self.root / "tmp"))
         self._host_dirs_before = {d for d in HOST_RUN_DIRS if os.path.exists(d)}
+        self._started = time.time()
         self.image = f"local/{NAME}:1"
         (self.root / "owner.pid").write_text(str(os.getpid()))  # for sweep_dead_sessions
 
@@ -570,9 +571,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             errors += remove_root(self.root, NAME)
         except Exception as exc:
             errors.append(f"remove {self.root}: {exc!r}")
-        for d in HOST_RUN_DIRS:  # deepest first; only empty ones this session brought in
-            if d not in self._host_dirs_before:
-                with contextlib.suppress(OSError):
+        for d in HOST_RUN_DIRS:  # deepest first; only empty ones this session brought in or used
+            with contextlib.suppress(OSError):
+                if d not in self._host_dirs_before or os.stat(d).st_mtime >= self._started:
                     os.rmdir(d)
         return errors
 

@@ -16,7 +16,6 @@ live again within 1 s of the new daemon serving.  The heal times are printed at 
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from engines import (
     sweep_dead_sessions,
     write_oci_hook,
 )
+
+from containerfs.procfs.mountinfo import parse_mountinfo
 
 pytestmark = pytest.mark.integration
 
@@ -133,11 +134,6 @@ class Views:
 
     def dev(self):
         return os.stat(self.mountpoint / "proc/meminfo").st_dev
-
-    def served(self):
-        """The files the daemon serves, relative to its mountpoint (proc/meminfo, ...)."""
-        top = self.mountpoint
-        return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, files in os.walk(top) for f in files)
 
     def stop(self):
         if self.daemon is not None:
@@ -233,31 +229,40 @@ class Fleet:
         return errors
 
 
-def view_live(box, dev, served):
-    """Every served view in the container is the daemon's with superblock dev, and meminfo reads.
+def view_live(box, views, dev):
+    """The container reads meminfo from the daemon with superblock dev, and every view
+    mounted in it is that daemon's (none is left over from the one before).
 
-    Looked at from the host through /proc/PID/root, so no exec per poll: the path walk
-    follows the container's own mount table."""
+    Looked at from the host (/proc/PID/root, /proc/PID/mountinfo), so no exec per poll: the
+    path walk follows the container's own mount table."""
     root = f"/proc/{box.pid()}/root/"
     try:
-        # meminfo first: the others are only looked at once it is back (polls cost the
-        # daemon FUSE requests while it heals).
-        if os.stat(root + "proc/meminfo").st_dev != dev or any(os.stat(root + rel).st_dev != dev for rel in served):
+        if os.stat(root + "proc/meminfo").st_dev != dev:
             return False
         with open(root + "proc/meminfo", "rb") as f:
-            return bool(f.read(64))
+            if not f.read(64):
+                return False
+        views_in = [m for m in own_mounts(box, views) if m.root != "/"]  # "/": a whole copy
     except OSError:
         return False
+    return all(m.dev == f"{os.major(dev)}:{os.minor(dev)}" for m in views_in)
+
+
+def own_mounts(box, views):
+    """This daemon's mounts in the container's mount table, as its init sees them."""
+    with open(f"/proc/{box.pid()}/mountinfo") as f:
+        mounts = parse_mountinfo(f.read())
+    return [m for m in mounts if m.fstype == "fuse.containerfs" and m.source == f"containerfs:{views.mountpoint}"]
 
 
 def wait_live(boxes, views, timeout):
     """Poll every container until its views are live; returns {key: monotonic time} (None: never)."""
-    dev, served = views.dev(), views.served()
+    dev = views.dev()
     done = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(boxes) and time.monotonic() < deadline:
         for key, box in boxes.items():
-            if key not in done and view_live(box, dev, served):
+            if key not in done and view_live(box, views, dev):
                 done[key] = time.monotonic()
         time.sleep(0.02)
     return {key: done.get(key) for key in boxes}
@@ -281,38 +286,28 @@ def describe(boxes, live):
 
 def misplaced_views(boxes, views):
     """The strict form of the invariant inside our own running containers (their mount
-    tables as their init sees them): a mount of ours is a served view at exactly its own
-    target, or a copy of the whole mountpoint away from "/"; and no view is stacked twice."""
-    served = {"/" + rel for rel in views.served()}
-    source = f"containerfs:{views.mountpoint}"
+    tables as their init sees them): a mount of ours is something the daemon serves
+    (a file, or the cpu directory bound whole) at exactly its own target, or a copy of the
+    whole mountpoint away from "/"; and no view is stacked twice."""
     problems = []
     for key, box in boxes.items():
         try:
-            with open(f"/proc/{box.pid()}/mountinfo") as f:
-                table = [line.split() for line in f]
+            mounts = own_mounts(box, views)
         except OSError as exc:
             problems.append(f"{key}: cannot read its mount table: {exc}")
             continue
         at = []
-        for fields in table:
-            sep = fields.index("-")
-            if fields[sep + 2] != source:
-                continue
-            root, where = _unescape(fields[3]), _unescape(fields[4])
-            if root == "/" and where != "/":
+        for m in mounts:
+            if m.root == "/" and m.mountpoint != "/":
                 continue  # a copy of the whole mountpoint (the -v /:/rootfs container)
-            if root not in served or where != root:
-                problems.append(f"{key}: a containerfs mount of {root!r} at {where!r}")
-            at.append(where)
+            served = m.root.startswith(("/proc/", "/sys/")) and os.path.exists(f"{views.mountpoint}{m.root}")
+            if not served or m.mountpoint != m.root:
+                problems.append(f"{key}: a containerfs mount of {m.root!r} at {m.mountpoint!r}")
+            at.append(m.mountpoint)
         stacked = sorted({w for w in at if at.count(w) > 1})
         if stacked:
             problems.append(f"{key}: views stacked at {stacked}")
     return problems
-
-
-def _unescape(field):
-    # mountinfo octal-escapes space, tab, newline and backslash.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def memtotal(box, reader=("head", "-n", "1000")):

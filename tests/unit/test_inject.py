@@ -155,6 +155,18 @@ def test_check_step_admits_a_view_at_its_target(step: Step) -> None:
     check_step(step, VIEWS)
 
 
+def test_a_file_in_a_directory_view_is_served() -> None:
+    # The cpu directory is bound whole; a container bound its online file by hand.
+    served = ("proc/meminfo", "sys/devices/system/cpu")
+    check_step(Step("sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", Action.REPLACE), served)
+    stale = ours("/sys/devices/system/cpu/online", OLD, "sys/devices/system/cpu/online")
+    assert plan_heal([stale], SRC, LIVE, served) == [
+        Step("sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", Action.REPLACE)
+    ]
+    with pytest.raises(UnsafeStep):
+        check_step(Step("sys/devices/system", "/sys/devices/system", Action.REPLACE), served)
+
+
 def test_carry_out_refuses_unsafe_steps_without_touching_anything(tmp_path: Path) -> None:
     from containerfs.inject.attach import ViewSource, carry_out
 
