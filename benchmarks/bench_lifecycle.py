@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from _harness import REPO_ROOT, ContainerfsDaemon, log
-from bench_inject import MIB, inject, memtotals, wait_live
+from bench_inject import MIB, inject, memtotals, view_devs, wait_live
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 from cfs_harness import ContainerFactory, assert_no_stray_views
@@ -53,7 +53,8 @@ def bench(work: Path, factory: ContainerFactory, n: int, rounds: int) -> None:
     umounts: list[float] = []
     try:
         inject(daemon.mountpoint, pids)
-        wait_live(pids, daemon.mountpoint)
+        per_container = len(view_devs(pids[0]))  # the views this host's daemon serves
+        wait_live(pids, daemon.mountpoint, per_container)
 
         def sigterm() -> None:
             assert daemon.proc is not None
@@ -76,7 +77,7 @@ def bench(work: Path, factory: ContainerFactory, n: int, rounds: int) -> None:
                 started = time.monotonic()
                 daemon.proc = None
                 daemon.start(timeout=30)
-                wait_live(pids, daemon.mountpoint)
+                wait_live(pids, daemon.mountpoint, per_container)
                 times.append(time.monotonic() - started)
                 assert memtotals(containers) == limits, "a container reads wrong or no views"
                 assert_no_stray_views(daemon.mountpoint)

@@ -265,14 +265,16 @@ def test_a_new_daemon_never_fights_an_old_one_that_is_stopping(views, runc_conta
     os.kill(first.pid, signal.SIGSTOP)
     second_run_dir = views.run_dir if run_dir == "same" else tmp_path / "run2"
     subprocess.run(["fusermount3", "-u", str(views.mountpoint)], check=True)
-    second = subprocess.Popen(
-        [sys.executable, "-m", "containerfs", "mount", "-f", "--run-dir", second_run_dir, views.mountpoint],
-        cwd=REPO_ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    second_log = tmp_path / "second.log"
+    with open(second_log, "w") as log_file:
+        second = subprocess.Popen(
+            [sys.executable, "-m", "containerfs", "mount", "-f", "--run-dir", second_run_dir, views.mountpoint],
+            cwd=REPO_ROOT,
+            stderr=log_file,
+        )
     try:
-        time.sleep(1.5)
+        assert wait_until(lambda: "waiting for the daemon" in second_log.read_text(), timeout=15)
+        time.sleep(0.5)
         early = is_mounted(views.mountpoint)
         os.kill(first.pid, signal.SIGCONT)
         assert not early, "mounted while the old daemon had not stopped"
@@ -291,9 +293,8 @@ def test_a_new_daemon_never_fights_an_old_one_that_is_stopping(views, runc_conta
         if first.alive():
             os.kill(first.pid, signal.SIGCONT)
         second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=30)
+        second.wait(timeout=30)
         force_unmount(views.mountpoint)
-    assert "waiting for the daemon" in err
 
 
 def test_oci_hook_with_a_host_pid_binds_nothing(views, tmp_path):
