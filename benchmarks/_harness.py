@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BENCH_DIR = Path(__file__).resolve().parent
@@ -191,11 +192,11 @@ class ContainerfsDaemon(Daemon):
         self.floor = floor
 
     def argv(self) -> list[str]:
-        if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
-            return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
+        # floor_daemon.py takes the same arguments: the adapter alone, no views computed.
+        entry = [str(REPO_ROOT / "benchmarks" / "floor_daemon.py")] if self.floor else ["-m", "containerfs"]
         # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
         run_dir = ["--run-dir", str(self.workdir / "run")] if "--run-dir" not in self.extra_args else []
-        return [sys.executable, "-m", "containerfs", "mount", "-f", *run_dir, *self.extra_args, str(self.mountpoint)]
+        return [sys.executable, *entry, "mount", "-f", *run_dir, *self.extra_args, str(self.mountpoint)]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -217,8 +218,8 @@ def containerfs_available() -> str | None:
     """None if ``python -m containerfs mount`` can plausibly run, else the reason."""
     if not (REPO_ROOT / "containerfs" / "__main__.py").exists():
         return f"{REPO_ROOT}/containerfs/__main__.py missing"
-    if not (REPO_ROOT / "containerfs" / "fuse_adapter.py").exists():
-        return f"{REPO_ROOT}/containerfs/fuse_adapter.py missing (FUSE layer not written yet)"
+    if not (REPO_ROOT / "containerfs" / "daemon" / "mount.py").exists():
+        return f"{REPO_ROOT}/containerfs/daemon/mount.py missing"
     return None
 
 
@@ -330,6 +331,93 @@ class Cgroup:
         self.created.clear()
 
 
+class RuncContainer:
+    """A runc container: read-only rootfs of the host's /usr and /etc, binds, v1 resources.
+
+    Its cgroup is ``/<name>/c``: removing ``/<name>`` in every hierarchy cleans up.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        binds: dict[str, str],
+        memory: int,
+        cpus: str,
+        quota: int,
+        period: int,
+    ) -> None:
+        self.name = name
+        self.bundle = workdir / "bundle"
+        self.binds = binds  # host path -> path in the container
+        self.memory, self.cpus, self.quota, self.period = memory, cpus, quota, period
+        self.created = False
+
+    def _spec(self) -> dict[str, object]:
+        subprocess.run(["runc", "spec"], cwd=self.bundle, check=True, capture_output=True)
+        spec: dict[str, Any] = json.loads((self.bundle / "config.json").read_text())
+        spec["process"].update(terminal=False, args=["sleep", "infinity"])
+        spec["process"]["env"] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"]
+        spec["root"] = {"path": "rootfs", "readonly": True}
+        binds = {"/usr": "/usr", "/etc": "/etc", **self.binds}
+        spec["mounts"] += [
+            {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]}
+            for src, dst in binds.items()
+        ]
+        spec["linux"]["resources"] = {
+            "memory": {"limit": self.memory},
+            "cpu": {"cpus": self.cpus, "quota": self.quota, "period": self.period},
+        }
+        spec["linux"]["cgroupsPath"] = f"/{self.name}/c"
+        return spec
+
+    def create(self) -> None:
+        rootfs = self.bundle / "rootfs"
+        for d in ("usr", "etc", "proc", "sys", "dev", "tmp", *(dst.lstrip("/") for dst in self.binds.values())):
+            (rootfs / d).mkdir(parents=True, exist_ok=True)
+        for link in ("bin", "lib", "lib64", "sbin"):
+            (rootfs / link).symlink_to(f"usr/{link}")
+        (self.bundle / "config.json").write_text(json.dumps(self._spec()))
+        self.created = True
+        # The detached init inherits stdio: a file, not a pipe that would never see EOF.
+        errors = self.bundle / "runc.log"
+        with open(errors, "wb") as out:
+            p = subprocess.run(
+                ["runc", "run", "--detach", self.name],
+                cwd=self.bundle,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        if p.returncode != 0:
+            raise RuntimeError(f"runc run {self.name} failed: {errors.read_text(errors='replace').strip()}")
+
+    def exec_argv(self, argv: Sequence[str]) -> list[str]:
+        return ["runc", "exec", self.name, *argv]
+
+    def remove(self) -> None:
+        """Delete the container and its cgroups.  Never raises."""
+        if not self.created:
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["runc", "delete", "-f", self.name], capture_output=True, timeout=30)
+        for hierarchy in CGROUP_ROOT.iterdir():
+            parent = hierarchy / self.name
+            for d in (parent / "c", parent):
+                for _ in range(50):
+                    try:
+                        d.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError as exc:
+                        if exc.errno != errno.EBUSY:
+                            log(f"  warning: rmdir {d}: {exc}")
+                            break
+                        time.sleep(0.1)
+        self.created = False
+
+
 def container_argv(cgroup: Cgroup, argv: Sequence[str]) -> list[str]:
     """argv that runs ``argv`` as pid 1 of new pid+mount namespaces inside ``cgroup``.
 
@@ -404,29 +492,41 @@ def run_cleanups(steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
 # ---------------------------------------------------------------------------- reader
 
 
-def _reader_loop(path: str, start: float, duration: float) -> int:
-    """open / read until EOF / close ``path`` from ``start`` (CLOCK_MONOTONIC) on."""
-    o_open, o_read, o_close, mono = os.open, os.read, os.close, time.monotonic
+def _reader_loop(path: str, start: float, duration: float, mode: str = "read") -> int:
+    """open / read until EOF / close ``path`` from ``start`` (CLOCK_MONOTONIC) on.
+
+    mode "read" reads with read(2) in 64 KiB chunks, "sendfile" copies to /dev/null
+    with sendfile(2) (busybox cat's way: splice through the page cache).  Each cycle's
+    latency goes into a histogram of whole microseconds.
+    """
+    o_open, o_read, o_close, mono, clock = os.open, os.read, os.close, time.monotonic, time.perf_counter_ns
+    sendfile = os.sendfile
     rdonly = os.O_RDONLY
+    sink = os.open(os.devnull, os.O_WRONLY)
+    use_sendfile = mode == "sendfile"
     delay = start - mono()
     if delay > 0:
         time.sleep(delay)
     end = start + duration
     count = errors = nbytes = 0
     first_error = ""
+    latencies: dict[int, int] = {}
     t0 = mono()
     while mono() < end:
+        began = clock()
         try:
             fd = o_open(path, rdonly)
             try:
                 while True:
-                    chunk = o_read(fd, 65536)
-                    if not chunk:
+                    n = sendfile(sink, fd, None, 65536) if use_sendfile else len(o_read(fd, 65536))
+                    if not n:
                         break
-                    nbytes += len(chunk)
+                    nbytes += n
             finally:
                 o_close(fd)
             count += 1
+            us = (clock() - began) // 1000
+            latencies[us] = latencies.get(us, 0) + 1
         except OSError as exc:
             errors += 1
             if not first_error:
@@ -444,6 +544,7 @@ def _reader_loop(path: str, start: float, duration: float) -> int:
                 "errors": errors,
                 "first_error": first_error,
                 "late": -delay if delay < 0 else 0.0,
+                "latency_us": sorted(latencies.items()),
             }
         )
     )
@@ -463,11 +564,11 @@ def _reader_cat(path: str) -> int:
 
 
 def reader_main(argv: Sequence[str]) -> int:
-    if len(argv) == 4 and argv[0] == "loop":
-        return _reader_loop(argv[1], float(argv[2]), float(argv[3]))
+    if len(argv) in (4, 5) and argv[0] == "loop":
+        return _reader_loop(argv[1], float(argv[2]), float(argv[3]), *argv[4:])
     if len(argv) == 2 and argv[0] == "cat":
         return _reader_cat(argv[1])
-    print("usage: _harness.py loop PATH START DURATION | cat PATH", file=sys.stderr)
+    print("usage: _harness.py loop PATH START DURATION [read|sendfile] | cat PATH", file=sys.stderr)
     return 2
 
 

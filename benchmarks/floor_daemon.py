@@ -2,9 +2,10 @@
 """containerfs with the views' computation taken out: every reader gets the host's file.
 
 What remains is what every containerfs read pays whatever it computes: the kernel's
-FUSE round trips, libfuse, mfusepy and the adapter.  bench_reads.py --floor measures
-it against lxcfs, to show how much of containerfs's cost is the binding rather than
-the views.  Usage: floor_daemon.py MOUNTPOINT (stays in the foreground).
+FUSE round trips, the binding, the adapter and the core's handles.  bench_reads.py
+--floor measures it against lxcfs, to show how much of containerfs's cost is the
+binding rather than the views.  Usage: the arguments of `containerfs`, e.g.
+floor_daemon.py mount -f MOUNTPOINT.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from containerfs.daemon import mount
-from containerfs.daemon.core import ContainerFS, Options
+from containerfs import cli
+from containerfs.daemon.core import ContainerFS
 from containerfs.views.base import View
 
 
@@ -25,4 +26,4 @@ def host_file(self: ContainerFS, view: View, pid: int) -> bytes:
 
 if __name__ == "__main__":
     ContainerFS.render = host_file  # type: ignore[method-assign]
-    sys.exit(mount.mount(sys.argv[-1], Options(), True, "WARNING"))
+    sys.exit(cli.main(sys.argv[1:]))
