@@ -58,6 +58,10 @@ class Resolver:
             self._recent.put(pid, (namespaces, container))
         return container
 
+    def forget(self, pid: int) -> None:
+        """Resolve pid afresh at its next read (its cgroup vanished or changed)."""
+        self._recent.drop(pid)
+
     def _resolve(self, pid: int, pidns: str, mntns: str) -> Container | None:
         if pidns == self.host_pidns:
             if mntns == self.host_mntns:

@@ -8,7 +8,7 @@ import time
 
 from containerfs.cgroup.reader import CgroupGone, CgroupReader
 from containerfs.daemon.counters import Stats
-from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
+from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts, identity
 from containerfs.host.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
 from containerfs.procfs.process import parse_proc_stat
@@ -51,8 +51,11 @@ class LoadSampler:
     def sample_all(self) -> None:
         for state in self.registry.all():
             try:
+                # A directory removed, or recreated at the same path: another container.
+                if identity(self.cgroups, state.cgroups) != state.key:
+                    raise CgroupGone(f"cgroup {state.cgroups} was removed")
                 tasks = self.count(state)
-            except CgroupGone:
+            except (CgroupGone, FileNotFoundError):
                 self.registry.remove(state.key)
                 self.cgroups.forget(state.cgroups)
                 continue

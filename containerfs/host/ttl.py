@@ -31,3 +31,6 @@ class TtlCache(Generic[V]):
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
         self._entries[key] = (now + self.seconds, value)
+
+    def drop(self, key: Hashable) -> None:
+        self._entries.pop(key, None)

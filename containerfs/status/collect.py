@@ -18,7 +18,7 @@ from containerfs.containers.cpus import visible_cpus
 from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.core import ContainerFS
-from containerfs.daemon.tracking import CgroupKey
+from containerfs.daemon.tracking import CgroupKey, identity
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache, read_text
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source, mounts_of
@@ -156,7 +156,10 @@ class StatusCollector:
         now = time.monotonic()
         rows, keys = [], set()
         for record in discover(options.proc_root, self.resolver):
-            key = self.fs.cgroups.identity(record.cgroups)
+            try:
+                key = identity(self.fs.cgroups, record.cgroups)
+            except OSError:
+                continue  # removed while we looked
             row = self._container(record, key, cgroups, online, host_uptime, dev, now)
             if row is not None:
                 rows.append(row)
