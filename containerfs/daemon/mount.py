@@ -70,7 +70,7 @@ def mount(
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
         return 1
-    from containerfs.daemon.fuse_adapter import libfuse_version, serve
+    from containerfs.daemon.fuse_lowlevel import libfuse_version, serve
 
     injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
     status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)

@@ -631,8 +631,8 @@ def _memtotal_in_cgroup(directory, meminfo):
 def test_short_of_descriptors_every_container_still_gets_its_figures(request, tmp_path, nofile):
     """Started with a tiny descriptor limit, then lowered further while it serves: each of
     many containers reads its own MemTotal, none the host's, none an error."""
-    from conftest import attach_log
     from cfs_harness import FuseDaemon
+    from conftest import attach_log
 
     mp = tmp_path / "pressure"
     argv = ["prlimit", f"--nofile={nofile}:{nofile}", *containerfs_argv(mp, "--run-dir", str(tmp_path / "run"))]
