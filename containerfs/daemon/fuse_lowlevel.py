@@ -168,6 +168,11 @@ class LowLevelAdapter:
                     raise
                 finally:
                     self._waiting = False
+                if length < _IN_HEADER.size:
+                    if not length:  # the other end is closed (never so for /dev/fuse)
+                        return
+                    log.error("a %d-byte FUSE request, shorter than its header: ignored", length)
+                    continue
                 _, opcode, unique, nodeid, _, _, pid, _, _ = unpack(buffer)
                 handler = handlers.get(opcode)
                 try:
