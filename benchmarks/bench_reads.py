@@ -98,7 +98,8 @@ def served_files(mountpoint: Path) -> list[str]:
 def check_content(path: str, content: str) -> list[str]:
     """Problems with one file's content as read inside the container ([] = plausible)."""
     if not content.strip():
-        return ["empty content"]
+        # A container that did no block I/O has no disk lines.
+        return [] if path == "proc/diskstats" else ["empty content"]
     problems: list[str] = []
     lines = content.splitlines()
     if path == "proc/meminfo":

@@ -12,8 +12,9 @@ attributes and negative lookups are cached by the kernel for a day.  A read is O
 READ, READ at EOF and RELEASE: FOPEN_NOFLUSH and an ENOSYS to the first FLUSH spare the
 flushes, ENOSYS to the first INTERRUPT stops interrupts (each request is answered before
 the next is read, so there is never one to interrupt).  An open file's content lives in
-its handle in the core (seq_file semantics); OPEN and RELEASE give the view's size back
-to the kernel's inode (see _restore_size).  Errors map to errno in one place, _reply_to.
+its handle in the core (seq_file semantics).  Page-cache readers (sendfile, splice,
+mmap) depend on the inode's size, which the loop keeps right (see _keep_size).  Errors
+map to errno in one place, _reply_to.
 Writes never arrive: the mount is read-only, so the kernel refuses them with EROFS.
 """
 
@@ -48,6 +49,7 @@ LOOKUP, FORGET, GETATTR, OPEN, READ, STATFS, RELEASE, FLUSH, INIT = 1, 2, 3, 14,
 OPENDIR, READDIR, RELEASEDIR, INTERRUPT, DESTROY, BATCH_FORGET = 27, 28, 29, 36, 38, 42
 NOTIFY_STORE = 4
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
+READ_LOCKOWNER = 1 << 1  # set on every direct-I/O READ, never on a page-cache one
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 COMPAT_22_INIT_OUT_SIZE = 24  # the init reply kernels before 7.23 expect
 ROOT = 1
@@ -62,7 +64,7 @@ _ENTRY_OUT = struct.Struct("<QQQQII")  # nodeid, generation, entry_valid, attr_v
 _ATTR_OUT = struct.Struct("<QII")  # attr_valid, attr_valid_nsec, dummy
 _OPEN_OUT = struct.Struct("<QII")  # fh, open_flags, padding
 _FH = struct.Struct("<Q")  # the first field of open_in's successors: release_in, read_in, ...
-_READ_IN = struct.Struct("<QQI")  # fh, offset, size
+_READ_IN = struct.Struct("<QQII")  # fh, offset, size, read_flags
 _DIRENT = struct.Struct("<QQII")  # ino, next offset, namelen, type
 _NOTIFY_STORE = struct.Struct("<IiQQQII")  # out header, nodeid, offset, size, padding
 _STATFS_OUT = struct.Struct("<QQQQQIII28x")  # blocks, bfree, bavail, files, ffree, bsize, namelen, frsize
@@ -126,6 +128,8 @@ class LowLevelAdapter:
         self._fd = -1
         self._waiting = False  # in the blocking read, where a signal may end the loop at once
         self._stopping = False
+        self._told: dict[int, int] = {}  # node id -> the size the kernel was last given
+        self._resize: set[int] = set()  # nodes whose inode size may be wrong (see _restore_size)
         self.served = False
         self._seconds = int(time.time())
         self._handlers: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
@@ -241,6 +245,7 @@ class LowLevelAdapter:
         else:
             # Not 0 like procfs: sendfile and splice read through the page cache, up to the size.
             mode, nlink, size = stat.S_IFREG | 0o444, 1, self._fs.size(node.path)
+            self._told[nodeid] = size
         t = self._seconds
         return _ATTR.pack(nodeid, size, (size + 511) // 512, t, t, t, 0, 0, 0, mode, nlink, 0, 0, 0, 4096, 0)
 
@@ -261,32 +266,45 @@ class LowLevelAdapter:
 
     def _open(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         handle = self._fs.open(self._node(nodeid).path, pid)
-        self._restore_size(nodeid)
+        if nodeid in self._resize:
+            self._restore_size(nodeid)
         # Direct I/O: every read comes here (no page cache), so each reader gets its own.
         return _OPEN_OUT.pack(handle, FOPEN_DIRECT_IO | FOPEN_NOFLUSH, 0)
 
     def _read(self, nodeid: int, pid: int, body: memoryview) -> bytes:
-        handle, offset, size = _READ_IN.unpack_from(body)
-        return self._fs.read(handle, size, offset, pid)
+        handle, offset, size, flags = _READ_IN.unpack_from(body)
+        content = self._fs.read(handle, size, offset, pid)
+        if not flags & READ_LOCKOWNER and (
+            len(content) < size or self._fs.size(self._nodes[nodeid - 1].path) > self._told.get(nodeid, 0)
+        ):
+            self._resize.add(nodeid)
+        return content
 
     def _release(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         self._fs.release(_FH.unpack_from(body)[0])
-        self._restore_size(nodeid)
         return b""
 
     def _restore_size(self, nodeid: int) -> None:
-        """Give the kernel's inode the view's size back after short page-cache reads shrank it.
+        """Give the kernel's inode the view's size, before the opener reads.
 
         sendfile and splice read through the page cache up to the inode's size, and the
         kernel shrinks that size to wherever a page-cache read came back short: after one
-        container's shorter content every longer one would be cut there.  An empty
-        FUSE_NOTIFY_STORE at the reported size grows it back without a GETATTR: sent at
-        OPEN (before the opener reads) and RELEASE (after a reader's short read).
+        container's shorter content every longer one would be cut there.  A page-cache
+        READ that came back short (or found the view's size grown) marks the node; the
+        next OPEN of it stores one byte at the view's size - 1 (FUSE_NOTIFY_STORE), which
+        sets the inode's size without a GETATTR.  That byte's page lies beyond any
+        content (the size is twice the largest), and each OPEN drops the page cache.
+        Not right after the short read: the reader still in it would then read on into
+        the zeros that fill the rest of its page.  Direct-I/O reads, all the others,
+        never touch the size.
         """
+        self._resize.discard(nodeid)
         size = self._fs.size(self._nodes[nodeid - 1].path)
-        message = _NOTIFY_STORE.pack(_NOTIFY_STORE.size, NOTIFY_STORE, 0, nodeid, size, 0, 0)
+        self._told[nodeid] = size
         try:
-            os.write(self._fd, message)
+            os.write(
+                self._fd, _NOTIFY_STORE.pack(_NOTIFY_STORE.size + 1, NOTIFY_STORE, 0, nodeid, size - 1, 1, 0) + b"\0"
+            )
         except OSError as err:
             if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
                 raise
@@ -297,7 +315,7 @@ class LowLevelAdapter:
         return _OPEN_OUT.pack(0, 0, 0)
 
     def _readdir(self, nodeid: int, pid: int, body: memoryview) -> bytes:
-        _, offset, size = _READ_IN.unpack_from(body)
+        _, offset, size, _ = _READ_IN.unpack_from(body)
         node = self._node(nodeid)
         entries = [(b".", nodeid, DT_DIR), (b"..", self._parent_id(node) if node.path else ROOT, DT_DIR)]
         for child_name in self._fs.listdir(node.path):
