@@ -35,8 +35,10 @@ def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
             if base is not None and path is not None:
                 located.append((controller, base, path))
     key = []
+    seen: dict[str, os.stat_result] = {}  # co-mounted controllers (cpu,cpuacct) share a directory
     for controller, base, path in located:
-        st = os.stat(base.rstrip("/") + "/" + path.lstrip("/"))
+        directory = base.rstrip("/") + "/" + path.lstrip("/")
+        st = seen.get(directory) or seen.setdefault(directory, os.stat(directory))
         key.append((controller, path, st.st_dev, st.st_ino))
     return tuple(key)
 
