@@ -130,6 +130,7 @@ class LowLevelAdapter:
         self._stopping = False
         self._told: dict[int, int] = {}  # node id -> the size the kernel was last given
         self._resize: set[int] = set()  # nodes whose inode size may be wrong (see _restore_size)
+        self._open_files: dict[int, int] = {}  # node id -> files open on it
         self.served = False
         self._seconds = int(time.time())
         self._handlers: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
@@ -266,8 +267,10 @@ class LowLevelAdapter:
 
     def _open(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         handle = self._fs.open(self._node(nodeid).path, pid)
+        others = self._open_files.get(nodeid, 0)
         if nodeid in self._resize:
-            self._restore_size(nodeid)
+            self._restore_size(nodeid, alone=not others)
+        self._open_files[nodeid] = others + 1
         # Direct I/O: every read comes here (no page cache), so each reader gets its own.
         return _OPEN_OUT.pack(handle, FOPEN_DIRECT_IO | FOPEN_NOFLUSH, 0)
 
@@ -282,29 +285,36 @@ class LowLevelAdapter:
 
     def _release(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         self._fs.release(_FH.unpack_from(body)[0])
+        left = self._open_files.pop(nodeid, 1) - 1
+        if left > 0:
+            self._open_files[nodeid] = left
         return b""
 
-    def _restore_size(self, nodeid: int) -> None:
-        """Give the kernel's inode the view's size, before the opener reads.
+    def _restore_size(self, nodeid: int, alone: bool) -> None:
+        """Give the kernel's inode the view's size back, before the opener reads.
 
         sendfile and splice read through the page cache up to the inode's size, and the
         kernel shrinks that size to wherever a page-cache read came back short: after one
-        container's shorter content every longer one would be cut there.  A page-cache
-        READ that came back short (or found the view's size grown) marks the node; the
-        next OPEN of it stores one byte at the view's size - 1 (FUSE_NOTIFY_STORE), which
-        sets the inode's size without a GETATTR.  That byte's page lies beyond any
-        content (the size is twice the largest), and each OPEN drops the page cache.
-        Not right after the short read: the reader still in it would then read on into
-        the zeros that fill the rest of its page.  Direct-I/O reads, all the others,
-        never touch the size.
+        container's shorter content every longer one would be cut there (busybox cat
+        never stats).  A page-cache READ that came back short (or found the view's size
+        grown) marks the node, and an OPEN of it sets the size with FUSE_NOTIFY_STORE:
+        one byte at the view's size - 1, on a page beyond any content (the size is twice
+        the largest), which the opener's page-cache invalidation drops.  Only when no
+        other file is open on the node: storing locks that page, which a page-cache
+        reader could hold while it waits for this very loop, and it makes the kernel
+        ignore the shrink of a read in flight, whose reader would read on past its
+        content.  Otherwise an empty store marks the size stale, for the next stat to ask
+        (GETATTR), and the node stays marked.  Direct-I/O reads never touch the size.
         """
-        self._resize.discard(nodeid)
         size = self._fs.size(self._nodes[nodeid - 1].path)
-        self._told[nodeid] = size
+        if alone:
+            self._resize.discard(nodeid)
+            self._told[nodeid] = size
+            message = _NOTIFY_STORE.pack(_NOTIFY_STORE.size + 1, NOTIFY_STORE, 0, nodeid, size - 1, 1, 0) + b"\0"
+        else:
+            message = _NOTIFY_STORE.pack(_NOTIFY_STORE.size, NOTIFY_STORE, 0, nodeid, size, 0, 0)
         try:
-            os.write(
-                self._fd, _NOTIFY_STORE.pack(_NOTIFY_STORE.size + 1, NOTIFY_STORE, 0, nodeid, size - 1, 1, 0) + b"\0"
-            )
+            os.write(self._fd, message)
         except OSError as err:
             if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
                 raise
