@@ -11,6 +11,7 @@ the daemon's CPU time over a quiet period with no reads.  Prints numbers; not a 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -343,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         steps = [("stop containers", lambda: stop_containers(containers, cgroups))]
         steps += [(f"remove /{cg.name}", cg.remove) for cg in cgroups]
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs]
         run_cleanups(steps)
     if results or notes:
         print_results(results, notes)

@@ -13,6 +13,7 @@ goal it is held to.  Prints numbers; it is not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -354,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         steps = [("remove container", container.remove)] if container is not None else []
         steps += [(f"stop {fs}", d.stop) for fs, d in daemons.items()]
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs.values()]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs.values()]
         run_cleanups(steps)
     if results or notes:
         print_tables(results, cells, bad, notes)

@@ -76,11 +76,16 @@ class Kernel:
 
 @pytest.fixture
 def kernel() -> Iterator[Kernel]:
-    fs = ContainerFS(Options(*(str(FIXTURES / "v2" / d) for d in ("proc", "sys", "cgroup"))))
+    fs = fixture_fs()
     k = Kernel(fs)
     yield k
     k.close()
     assert not k.thread.is_alive(), "the loop did not end when the other side closed"
+
+
+def fixture_fs() -> ContainerFS:
+    root = FIXTURES / "v2"
+    return ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgroup")))
 
 
 def read_in(fh: int, offset: int, size: int, flags: int = ll.READ_LOCKOWNER) -> bytes:
@@ -224,7 +229,7 @@ def test_errors_map_to_errno_and_the_loop_goes_on(kernel: Kernel, monkeypatch: p
 
 
 def test_a_signal_while_waiting_ends_the_loop() -> None:
-    fs = ContainerFS(Options(*(str(FIXTURES / "v2" / d) for d in ("proc", "sys", "cgroup"))))
+    fs = fixture_fs()
     adapter = ll.LowLevelAdapter(fs)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     previous = signal.signal(signal.SIGALRM, adapter.signalled)
