@@ -173,21 +173,31 @@ def test_open_read_release_serve_the_readers_container(kernel: Kernel) -> None:
     assert kernel.notifications == []
 
 
+def release(kernel: Kernel, nodeid: int, fh: int) -> None:
+    assert kernel.call(ll.RELEASE, struct.pack("<QIIQ", fh, 0, 0, 0), nodeid) == (0, b"")
+
+
 def test_a_short_page_cache_read_gets_the_size_restored_at_the_next_open(kernel: Kernel) -> None:
     """sendfile reads through the page cache; its short read shrinks the kernel's inode size,
-    which the next OPEN marks stale (an empty store at the view's size), before its reader reads."""
+    which an OPEN sets back before its reader reads: with one byte stored at the size - 1 when
+    no other file is open on the node, else marked stale (an empty store) until then."""
     nodeid, fh = open_file(kernel, "proc/meminfo")
     error, content = kernel.call(ll.READ, read_in(fh, 0, 4096, flags=0), nodeid)
     assert error == 0 and 0 < len(content) < 4096
     assert kernel.notifications == []  # not now: the short reader is still reading
-    open_file(kernel, "proc/meminfo")
     size = kernel.adapter._fs.size("proc/meminfo")
-    (store,) = kernel.notifications
-    length, code, unique, node, offset, stored = struct.unpack_from("<IiQQQI", store)
-    # Empty: storing data would lock a page that a page-cache reader may hold.
-    assert (length, code, unique, node, offset, stored) == (len(store), ll.NOTIFY_STORE, 0, nodeid, size, 0)
+    header = struct.Struct("<IiQQQI")
+    _, second = open_file(kernel, "proc/meminfo")  # the first is still open: no page may be locked
+    (stale,) = kernel.notifications
+    assert header.unpack_from(stale) == (len(stale), ll.NOTIFY_STORE, 0, nodeid, size, 0)
+    release(kernel, nodeid, fh)
+    release(kernel, nodeid, second)
+    open_file(kernel, "proc/meminfo")  # alone now
+    store = kernel.notifications[-1]
+    assert header.unpack_from(store) == (len(store), ll.NOTIFY_STORE, 0, nodeid, size - 1, 1)
+    assert size - 1 >= 2 * len(content)  # the stored byte's page is beyond any content
     open_file(kernel, "proc/meminfo")
-    assert len(kernel.notifications) == 1  # restored once, not at every open
+    assert len(kernel.notifications) == 2  # set back once, not at every open
 
 
 def test_unsupported_requests_get_enosys_and_forgets_no_reply(kernel: Kernel) -> None:
