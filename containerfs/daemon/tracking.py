@@ -8,6 +8,7 @@ st_ino; on v2 the inode number is the cgroup id), so a recreated directory is a 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import NamedTuple
@@ -20,6 +21,12 @@ from containerfs.procfs.stat import CpuTimes
 CgroupKey = tuple[tuple[str, str, int, int], ...]
 # The v1 controllers whose counters the state accumulates (stat floors, load).
 _V1_IDENTITY = ("memory", "cpu", "cpuacct")
+
+
+@functools.lru_cache(maxsize=64)
+def _real(hierarchy: str) -> str:
+    # /sys/fs/cgroup/cpu and /cpuacct are links to one cpu,cpuacct mount, fixed at boot.
+    return os.path.realpath(hierarchy)
 
 
 def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
@@ -37,7 +44,7 @@ def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
     key = []
     seen: dict[str, os.stat_result] = {}  # co-mounted controllers (cpu,cpuacct) share a directory
     for controller, base, path in located:
-        directory = base.rstrip("/") + "/" + path.lstrip("/")
+        directory = _real(base).rstrip("/") + "/" + path.lstrip("/")
         st = seen.get(directory) or seen.setdefault(directory, os.stat(directory))
         key.append((controller, path, st.st_dev, st.st_ino))
     return tuple(key)
