@@ -362,9 +362,12 @@ _V1_MEMORY_KEYS = [
 ]
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=512)
 def _join(base: str, path: str, name: str) -> str:
-    """base/path/name for a cgroup path ("/" or "/a/b"); remembered, it is on every read."""
+    """base/path/name for a cgroup path ("/" or "/a/b"); remembered, it is on every read.
+
+    Bounded by the files of a few dozen busy containers: containers come and go, and the
+    paths of gone ones must not pile up."""
     return f"{base}{path.rstrip('/')}/{name}"
 
 

@@ -19,7 +19,8 @@ from containerfs.host.fsread import read_text
 from containerfs.host.ttl import TtlCache
 from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
 
-_MAX_CACHED_NAMESPACES = 4096
+# Pruned of exited containers' namespaces whenever it has doubled since the last pruning.
+_MIN_PRUNE_AT = 256
 
 
 class Container(NamedTuple):
@@ -39,6 +40,7 @@ class Resolver:
         self.host_pidns = self.ns("self", "pid")
         self.host_mntns = self.ns("self", "mnt")
         self._init_by_ns: dict[str, int] = {}
+        self._prune_at = _MIN_PRUNE_AT
         # Processes rarely change cgroups; a reader's container is re-resolved after this
         # long, or at once if its pid now names a process in other namespaces.
         self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
@@ -86,9 +88,10 @@ class Resolver:
         if cached is not None and self._same_ns(cached, pidns):
             return cached
         init = self._find_init(pid, pidns)
-        if len(self._init_by_ns) >= _MAX_CACHED_NAMESPACES:
+        if len(self._init_by_ns) >= self._prune_at:
             # Namespaces of exited containers: keep only entries that still hold.
             self._init_by_ns = {ns: p for ns, p in self._init_by_ns.items() if self._same_ns(p, ns)}
+            self._prune_at = max(_MIN_PRUNE_AT, 2 * len(self._init_by_ns))
         self._init_by_ns[pidns] = init
         return init
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from cfs_harness import (
@@ -524,9 +525,9 @@ def _own_cgroup(controller, name):
 def _in_own_mount_namespace(cgroup_dirs, *argv):
     """A host-pid-namespace process in its own mount namespace (so it is a container to
     the daemon, like `docker run --pid=host`) that joins cgroup_dirs before it runs argv."""
-    joins = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in cgroup_dirs)
+    joins = "".join(f"echo $$ > {d}/cgroup.procs; " for d in cgroup_dirs)
     return subprocess.Popen(
-        ["sh", "-c", f'{joins}; exec unshare -m "$@"', "sh", *argv],
+        ["sh", "-c", f'{joins}exec unshare -m "$@"', "sh", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -664,3 +665,34 @@ def test_short_of_descriptors_every_container_still_gets_its_figures(request, tm
         daemon.stop()
         for d in made:
             remove_cgroup_tree(d)
+
+
+def test_a_fifo_over_a_cgroup_file_stalls_no_one(start_containerfs, tmp_path):
+    """A FIFO where a cgroup file should be (a container that controls its cgroup tree
+    could bind one there): its reader gets an error at once, and the host's readers and
+    status keep their answers within a second.  The cgroup root is a v2 tree in a temporary
+    directory (--cgroup-root), so nothing is mounted over the host's own files."""
+    from containerfs.daemon import control
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (root / "memory.current").write_text("1048576\n")
+    (root / "memory.max").write_text("max\n")
+    os.mkfifo(root / "memory.stat")
+    daemon = start_containerfs("--cgroup-root", str(root))
+    meminfo = str(daemon.path("proc/meminfo"))
+    # In its own mount namespace, this reader is a container: its cgroup is this tree's root.
+    reader = _in_own_mount_namespace([], sys.executable, "-c", READ_ONCE, meminfo)
+    try:
+        out, err = reader.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        reader.kill()
+        reader.communicate()
+        pytest.fail("the reader of a view over a FIFO hung")
+    assert reader.returncode != 0 and "Input/output error" in err, (out, err)
+    started = time.monotonic()
+    assert parse_meminfo(Path(meminfo).read_text())["MemTotal"] == host_meminfo()["MemTotal"]
+    answer = control.request(control.socket_path(str(daemon.mountpoint), str(tmp_path / "run")), {"request": "status"})
+    assert answer["ok"] and time.monotonic() - started < 1.0
+    assert "not a regular file" in daemon.log()

@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
+from containerfs.host import fsread
 from containerfs.host.fsread import FileCache, read_text
 
 
@@ -62,6 +64,7 @@ def test_multi_page_seq_files_are_read_whole(path: str) -> None:
 
 PRESSURE_SCRIPT = r"""
 import os, resource, sys
+from containerfs.host import fsread
 from containerfs.host.fsread import FileCache, read_text
 directory = sys.argv[1]
 cache = FileCache(max_open=1000)
@@ -90,6 +93,8 @@ def test_descriptor_pressure_shrinks_the_cache_and_reads_stay_correct(tmp_path: 
 
 def test_forced_emfile_with_an_empty_cache_is_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "a").write_text("a")
+    # Only this test's caches may give descriptors back (not those other tests left alive).
+    monkeypatch.setattr(fsread, "_CACHES", weakref.WeakSet())
     cache = FileCache(max_open=4)
     real_open = os.open
     calls = []
