@@ -7,10 +7,7 @@
 - container_argv(): argv that runs a command "inside a container": a process that is
   the init of a fresh pid namespace, has its own mount namespace and has moved itself
   into the benchmark cgroup before exec'ing the command.
-- Run as a script (``python3 _harness.py loop PATH START DURATION`` or
-  ``python3 _harness.py cat PATH``) it is the reader process used by bench_reads.py.
-
-Only the standard library is used here, so readers start fast.
+- RuncContainer: a runc container (bench_reads.py's readers run in it; _reader.py).
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ from typing import Any
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-HARNESS = Path(__file__).resolve()
 
 # The container's first process runs this: join every listed cgroup.procs ("0" means
 # "the writing process", resolved in the writer's own pid namespace), then exec the
@@ -487,90 +483,3 @@ def run_cleanups(steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
             fn()
         except Exception as exc:
             log(f"  cleanup step {what!r} failed: {exc!r}")
-
-
-# ---------------------------------------------------------------------------- reader
-
-
-def _reader_loop(path: str, start: float, duration: float, mode: str = "read") -> int:
-    """open / read until EOF / close ``path`` from ``start`` (CLOCK_MONOTONIC) on.
-
-    mode "read" reads with read(2) in 64 KiB chunks, "sendfile" copies to /dev/null
-    with sendfile(2) (busybox cat's way: splice through the page cache).  Each cycle's
-    latency goes into a histogram of whole microseconds.
-    """
-    o_open, o_read, o_close, mono, clock = os.open, os.read, os.close, time.monotonic, time.perf_counter_ns
-    sendfile = os.sendfile
-    rdonly = os.O_RDONLY
-    sink = os.open(os.devnull, os.O_WRONLY)
-    use_sendfile = mode == "sendfile"
-    delay = start - mono()
-    if delay > 0:
-        time.sleep(delay)
-    end = start + duration
-    count = errors = nbytes = 0
-    first_error = ""
-    latencies: dict[int, int] = {}
-    t0 = mono()
-    while mono() < end:
-        began = clock()
-        try:
-            fd = o_open(path, rdonly)
-            try:
-                while True:
-                    n = sendfile(sink, fd, None, 65536) if use_sendfile else len(o_read(fd, 65536))
-                    if not n:
-                        break
-                    nbytes += n
-            finally:
-                o_close(fd)
-            count += 1
-            us = (clock() - began) // 1000
-            latencies[us] = latencies.get(us, 0) + 1
-        except OSError as exc:
-            errors += 1
-            if not first_error:
-                first_error = repr(exc)
-            if errors >= 1000:
-                break
-    elapsed = mono() - t0
-    print(
-        json.dumps(
-            {
-                "pid_in_ns": os.getpid(),
-                "count": count,
-                "elapsed": elapsed,
-                "bytes": nbytes,
-                "errors": errors,
-                "first_error": first_error,
-                "late": -delay if delay < 0 else 0.0,
-                "latency_us": sorted(latencies.items()),
-            }
-        )
-    )
-    return 0
-
-
-def _reader_cat(path: str) -> int:
-    with open(path, "rb", buffering=0) as f:
-        data = b""
-        while True:
-            chunk = f.read(65536)
-            if not chunk:
-                break
-            data += chunk
-    print(json.dumps({"pid_in_ns": os.getpid(), "content": data.decode("utf-8", "replace")}))
-    return 0
-
-
-def reader_main(argv: Sequence[str]) -> int:
-    if len(argv) in (4, 5) and argv[0] == "loop":
-        return _reader_loop(argv[1], float(argv[2]), float(argv[3]), *argv[4:])
-    if len(argv) == 2 and argv[0] == "cat":
-        return _reader_cat(argv[1])
-    print("usage: _harness.py loop PATH START DURATION [read|sendfile] | cat PATH", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(reader_main(sys.argv[1:]))

@@ -138,7 +138,7 @@ def container_json(container: RuncContainer, argv: Sequence[str], timeout: float
 
 
 def reader_argv(*args: str) -> list[str]:
-    return [CONTAINER_PYTHON, f"{CONTAINER_BENCH}/_harness.py", *args]
+    return [CONTAINER_PYTHON, f"{CONTAINER_BENCH}/_reader.py", *args]
 
 
 def verify(container: RuncContainer, fs: str, files: Sequence[str]) -> dict[str, str]:
