@@ -168,7 +168,7 @@ class LowLevelAdapter:
                 except OSError as err:
                     if err.errno == errno.ENODEV:  # unmounted
                         return
-                    if err.errno == errno.ENOENT:  # the request was interrupted before we read it
+                    if err.errno in (errno.ENOENT, errno.EAGAIN):  # interrupted before we read it
                         continue
                     raise
                 finally:
@@ -196,9 +196,18 @@ class LowLevelAdapter:
                 except OSError as err:
                     # ENOENT: the request was interrupted and is gone; the next one waits.
                     if err.errno != errno.ENOENT:
-                        raise
+                        self._refused(fd, opcode, unique, err)
         except Stop:
             return
+
+    def _refused(self, fd: int, opcode: int, unique: int, err: OSError) -> None:
+        """The kernel refused a reply: answer EIO instead, so that no reader waits forever."""
+        self._fs.stats.error()
+        log.error("the kernel refused the reply to FUSE opcode %d: %s", opcode, err)
+        try:
+            os.write(fd, _OUT_HEADER.pack(16, -errno.EIO, unique))
+        except OSError as again:
+            log.error("the kernel refused the EIO reply to FUSE opcode %d too: %s", opcode, again)
 
     def _reply_to(self, opcode: int, err: Exception) -> int:
         """The errno for a request that raised err."""

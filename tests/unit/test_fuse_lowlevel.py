@@ -251,3 +251,25 @@ def test_a_signal_while_waiting_ends_the_loop() -> None:
         signal.signal(signal.SIGALRM, previous)
         ours.close()
         theirs.close()
+
+
+def test_a_refused_reply_is_answered_eio_and_the_loop_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply the kernel refuses (EINVAL) must not end the loop nor leave the reader waiting."""
+    real_write = os.write
+    refused: list[bytes] = []
+
+    def refusing(fd: int, data: bytes) -> int:
+        if not refused and len(data) > 16:
+            refused.append(bytes(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", refusing)
+    kernel = Kernel(fixture_fs())
+    try:
+        error, payload = kernel.call(ll.LOOKUP, b"proc\0", ll.ROOT)
+        assert (error, payload) == (-errno.EIO, b"") and refused
+        assert kernel.lookup(ll.ROOT, "proc") > 0
+        assert kernel.adapter._fs.stats.errors == 1
+    finally:
+        kernel.close()
