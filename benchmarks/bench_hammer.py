@@ -20,6 +20,7 @@ a test.  Usage: python3 benchmarks/bench_hammer.py [--seconds 30] [--containers 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -27,12 +28,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from _harness import (
     CGROUP_ROOT,
     Cgroup,
-    Daemon,
+    FuseDaemon,
     Terminated,
     container_argv,
     install_signal_handlers,
@@ -201,7 +203,7 @@ def _cpulist(text: str) -> list[int]:
     return cpus
 
 
-def _daemon_figures(daemon: Daemon) -> tuple[int, int]:
+def _daemon_figures(daemon: FuseDaemon) -> tuple[int, int]:
     """(RSS in kB, open descriptors) of a daemon."""
     rss = 0
     with open(f"/proc/{daemon.pid}/status") as f:
@@ -220,7 +222,7 @@ def main() -> int:
     host_cpus = (CGROUP_ROOT / "cpuset" / "cpuset.cpus").read_text().strip()
     mems = (CGROUP_ROOT / "cpuset" / "cpuset.mems").read_text().strip()
     first_cpu = int(host_cpus.split("-")[0].split(",")[0])
-    daemons: list[Daemon] = []
+    daemons: list[FuseDaemon] = []
     workdirs: list[Path] = []
     cgroups: list[Cgroup] = []
     procs = []
@@ -293,12 +295,11 @@ def main() -> int:
         traceback.print_exc()
         return 1
     finally:
-        run_cleanups(
-            [("workers", lambda: kill_procs(p for _, p in procs))]
-            + [(f"cgroup {cg.name}", cg.remove) for cg in cgroups]
-            + [(f"stop {d.name}", d.stop) for d in daemons]
-            + [(f"workdir {w}", lambda w=w: remove_workdir(w)) for w in workdirs]
-        )
+        steps: list[tuple[str, Callable[[], object]]] = [("workers", lambda: kill_procs(p for _, p in procs))]
+        steps += [(f"cgroup {cg.name}", cg.remove) for cg in cgroups]
+        steps += [(f"stop {d.name}", d.stop) for d in daemons]
+        steps += [(f"workdir {w}", functools.partial(remove_workdir, w)) for w in workdirs]
+        run_cleanups(steps)
 
 
 if __name__ == "__main__":

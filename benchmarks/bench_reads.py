@@ -28,11 +28,10 @@ from typing import NamedTuple
 
 from _harness import (
     BENCH_DIR,
-    Daemon,
     DaemonError,
+    FuseDaemon,
     RuncContainer,
     Terminated,
-    containerfs_available,
     install_signal_handlers,
     kill_procs,
     log,
@@ -156,7 +155,7 @@ def verify(container: RuncContainer, fs: str, files: Sequence[str]) -> dict[str,
     return bad
 
 
-def run_readers(container: RuncContainer, daemon: Daemon, fs: str, cell: Cell, duration: float) -> tuple[Run, str]:
+def run_readers(container: RuncContainer, daemon: FuseDaemon, fs: str, cell: Cell, duration: float) -> tuple[Run, str]:
     """Run cell.readers readers together; their summed reads/s, daemon CPU per read, latency."""
     start = time.monotonic() + 1.0 + 0.4 * cell.readers  # every reader is up and waiting by then
     argv = reader_argv("loop", f"{view_dir(fs)}/{cell.path}", f"{start:.6f}", f"{duration:.3f}", cell.mode)
@@ -278,11 +277,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
 
     notes: list[str] = []
-    why = containerfs_available() if "containerfs" in fs_list else None
-    if why:
-        log(f"skipping containerfs: {why}")
-        notes.append(f"containerfs skipped: {why}")
-        fs_list.remove("containerfs")
     print(
         f"# bench_reads: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel {platform.release()}, "
         f"{os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}, runc container "
@@ -293,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     workdirs: dict[str, Path] = {}
-    daemons: dict[str, Daemon] = {}
+    daemons: dict[str, FuseDaemon] = {}
     container: RuncContainer | None = None
     results: dict[tuple[Cell, str], list[Run]] = {}
     cells: list[Cell] = []

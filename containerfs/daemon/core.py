@@ -17,15 +17,17 @@ from time import perf_counter_ns
 from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.reader import open_reader
 from containerfs.containers.resolve import Container, Resolver
 from containerfs.daemon.counters import Stats
-from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
+from containerfs.daemon.errors import IsADirectory, NotFound, ReadFailed
 from containerfs.daemon.latency import LatencyHistogram
 from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
 from containerfs.daemon.tracking import StateRegistry, identity
+from containerfs.host import roots
+from containerfs.host.errors import Unavailable
 from containerfs.host.files import HostFiles
 from containerfs.host.fsread import FileCache
 from containerfs.host.ttl import TtlCache
@@ -38,9 +40,9 @@ _PAGE = 4096
 
 
 class Options(NamedTuple):
-    proc_root: str = "/proc"
-    sys_root: str = "/sys"
-    cgroup_root: str = "/sys/fs/cgroup"
+    proc_root: str = roots.PROC_ROOT
+    sys_root: str = roots.SYS_ROOT
+    cgroup_root: str = roots.CGROUP_ROOT
     use_quota: bool = True  # count the CFS quota, not only the cpuset, as CPUs
 
 
@@ -51,11 +53,11 @@ class ContainerFS:
         self.host = HostFiles(options.proc_root, options.sys_root, self.files)
         self.hierarchies: Hierarchies = detect(options.cgroup_root)
         self.clock_ticks = os.sysconf("SC_CLK_TCK")
-        self.cgroups = CgroupReader(self.hierarchies, self.clock_ticks, self.files)
+        self.cgroups = open_reader(self.hierarchies, self.clock_ticks, self.files)
         self.resolver = Resolver(options.proc_root)
         self.registry = StateRegistry()
         self.stats = Stats()
-        self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry, self.stats)
+        self.sampler = LoadSampler(options.proc_root, self.cgroups, self.registry, self.stats, self.hierarchies)
         # Time spent rendering a read at offset 0, the one that computes content.
         self.latency = LatencyHistogram()
         self._errors = RateLimitedLog(log)
@@ -154,7 +156,7 @@ class ContainerFS:
         """
         try:
             container = self.resolver.resolve(pid)
-        except (OSError, ValueError, LookupError) as err:
+        except (OSError, Unavailable) as err:
             # The reader is gone (its pid no longer names a process): nobody reads the answer.
             self.stats.fallbacks += 1
             self._errors.warning(
@@ -171,7 +173,7 @@ class ContainerFS:
         try:
             try:
                 return self._render_container(view, container)
-            except (OSError, ValueError, LookupError):
+            except (OSError, Unavailable):
                 self.resolver.forget(pid)
             again = self.resolver.resolve(pid)
             if again is None:  # moved out of its container, to the host
@@ -180,9 +182,9 @@ class ContainerFS:
             return self._render_container(view, again)
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
-            # Vanished processes and cgroups, missing or malformed files are expected;
-            # anything else is a bug, logged with its traceback.
-            expected = isinstance(err, (OSError, ValueError, LookupError))
+            # Vanished processes and cgroups, absent hierarchies, unreadable or malformed
+            # files are expected; anything else is a bug, logged with its traceback.
+            expected = isinstance(err, (OSError, Unavailable))
             if not expected:
                 self.stats.error()
             self._errors.warning(
@@ -193,10 +195,10 @@ class ContainerFS:
                 err if expected else repr(err),
                 exc_info=not expected,
             )
-            raise Unavailable(errno.EIO, f"{view.path} for pid {pid}: {err}") from err
+            raise ReadFailed(errno.EIO, f"{view.path} for pid {pid}: {err}") from err
 
     def _render_container(self, view: View, container: Container) -> bytes:
-        key = identity(self.cgroups, container.cgroups)
+        key = identity(self.hierarchies, container.cgroups)
         state, created, replaced = self.registry.get(key, container.cgroups)
         if replaced:
             # The path was recreated (docker restart): descriptors of the old directory's files.
@@ -206,6 +208,10 @@ class ContainerFS:
             self.sampler.refresh(state)
         ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
         content = view.render(ctx).encode()
+        # Removed while we read (moved, then its cgroup deleted): a file read after the
+        # removal may have looked merely absent ("no limit") and let host figures in.
+        if identity(self.hierarchies, container.cgroups) != key:
+            raise FileNotFoundError(errno.ENOENT, "the container's cgroup was removed while it was read")
         self.stats.renders += 1
         return self._seen(view.path, content)
 

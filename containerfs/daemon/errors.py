@@ -9,5 +9,5 @@ class IsADirectory(IsADirectoryError):
     pass
 
 
-class Unavailable(OSError):
+class ReadFailed(OSError):
     """A container's view cannot be computed now: its reader gets an error, never the host's figures."""

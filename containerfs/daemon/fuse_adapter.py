@@ -27,12 +27,12 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 import mfusepy
 
 from containerfs.daemon.core import ContainerFS
-from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
+from containerfs.daemon.errors import IsADirectory, NotFound, ReadFailed
 from containerfs.host.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
-_ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, Unavailable: errno.EIO}
+_ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.EIO}
 _CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0
@@ -222,8 +222,8 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         adapter,
         mountpoint,
         foreground=foreground,
-        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop measured
-        # 0.2x the reads/s of this single thread with 4 concurrent readers.
+        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop served
+        # concurrent readers slower than this single thread (bench_reads.py, README).
         nothreads=True,
         ro=True,
         allow_other=True,

@@ -34,14 +34,14 @@ from types import FrameType
 from typing import NamedTuple, Protocol
 
 from containerfs.daemon.core import ContainerFS
-from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
+from containerfs.daemon.errors import IsADirectory, NotFound, ReadFailed
 from containerfs.host.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400
-_ERRNO: dict[type[Exception], int] = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, Unavailable: errno.EIO}
+_ERRNO: dict[type[Exception], int] = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.EIO}
 _CORE_ERRORS = tuple(_ERRNO)
 
 # Opcodes and flags of <linux/fuse.h> (protocol 7.x).

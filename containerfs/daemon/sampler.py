@@ -6,26 +6,32 @@ import logging
 import threading
 import time
 
-from containerfs.cgroup.reader import CgroupGone, CgroupReader
+from containerfs.cgroup.layout import Hierarchies
+from containerfs.cgroup.reader import CgroupGone, CgroupReader, NotMounted
 from containerfs.daemon.counters import Stats
+from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts, identity
-from containerfs.host.fsread import read_text
+from containerfs.host.errors import ParseError, ProcessGone
+from containerfs.host.proc import ProcFS
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger(__name__)
 
 
 class LoadSampler:
-    def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats) -> None:
-        self.proc_root = proc_root
+    def __init__(
+        self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats, hierarchies: Hierarchies
+    ) -> None:
+        self.procfs = ProcFS(proc_root)
         self.cgroups = cgroups
+        self.hierarchies = hierarchies  # where the containers' directories are, for their identity
         self.registry = registry
         self.stats = stats
         # What sampling costs, for `containerfs status`: passes, CPU time, the last pass's duration.
         self.passes = 0
         self.cpu_ns = 0
         self.last_pass_ns: int | None = None
+        self._absent = RateLimitedLog(log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -33,8 +39,8 @@ class LoadSampler:
         running = blocked = total = last_pid = 0
         for tid in self.cgroups.thread_ids(state.cgroups):
             try:
-                task_state = parse_proc_stat(read_text(f"{self.proc_root}/{tid}/stat")).state
-            except (OSError, ValueError):
+                task_state = self.procfs.process(tid).stat().state
+            except ProcessGone:
                 continue  # exited between the listing and the read
             total += 1
             last_pid = max(last_pid, tid)
@@ -52,14 +58,24 @@ class LoadSampler:
         for state in self.registry.all():
             try:
                 # A directory removed, or recreated at the same path: another container.
-                if identity(self.cgroups, state.cgroups) != state.key:
+                try:
+                    current = identity(self.hierarchies, state.cgroups)
+                except FileNotFoundError:
+                    current = None
+                if current != state.key:
                     raise CgroupGone(f"cgroup {state.cgroups} was removed")
                 tasks = self.count(state)
-            except (CgroupGone, FileNotFoundError):
+            except CgroupGone:
+                # Only a removed (or recreated) cgroup ends a container's tracking.
                 self.registry.remove(state.key)
                 self.cgroups.forget(state.cgroups)
                 continue
-            except OSError as err:
+            except NotMounted as err:
+                # A hierarchy that is absent now may be mounted later: keep the container
+                # and its averages, and sample it again next pass.
+                self._absent.warning("not mounted", "load sampling of %s skipped: %s", state.key, err)
+                continue
+            except (OSError, ParseError) as err:
                 self.stats.error()
                 log.warning("load sampling of %s failed: %s", state.key, err)
                 continue

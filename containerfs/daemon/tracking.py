@@ -13,12 +13,12 @@ import os
 import threading
 from typing import NamedTuple
 
-from containerfs.cgroup.layout import Layout
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.common import NotMounted
+from containerfs.cgroup.layout import Hierarchies, Layout
 from containerfs.procfs.stat import CpuTimes
 
 # (controller, path, st_dev, st_ino) for the controllers that name the container.
-CgroupKey = tuple[tuple[str, str, int, int], ...]
+StateKey = tuple[tuple[str, str, int, int], ...]
 # The v1 controllers whose counters the state accumulates (stat floors, load).
 _V1_IDENTITY = ("memory", "cpu", "cpuacct")
 
@@ -29,9 +29,8 @@ def _real(hierarchy: str) -> str:
     return os.path.realpath(hierarchy)
 
 
-def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
+def identity(hierarchies: Hierarchies, paths: dict[str, str]) -> StateKey:
     """The container these cgroups make up, as of now; raises OSError if a directory is gone."""
-    hierarchies = cgroups.hierarchies
     if hierarchies.layout is Layout.V2:
         located = [("", hierarchies.root, paths.get("", "/"))]
     else:
@@ -45,12 +44,18 @@ def identity(cgroups: CgroupReader, paths: dict[str, str]) -> CgroupKey:
     seen: dict[str, os.stat_result] = {}  # co-mounted controllers (cpu,cpuacct) share a directory
     for controller, base, path in located:
         directory = _real(base).rstrip("/") + "/" + path.lstrip("/")
-        st = seen.get(directory) or seen.setdefault(directory, os.stat(directory))
+        try:
+            st = seen.get(directory) or seen.setdefault(directory, os.stat(directory))
+        except FileNotFoundError:
+            if not os.path.isdir(base):
+                # The hierarchy itself is absent (unmounted), not the container's cgroup.
+                raise NotMounted(f"no cgroup hierarchy at {base}") from None
+            raise
         key.append((controller, path, st.st_dev, st.st_ino))
     return tuple(key)
 
 
-def _paths(key: CgroupKey) -> tuple[tuple[str, str], ...]:
+def _paths(key: StateKey) -> tuple[tuple[str, str], ...]:
     return tuple((controller, path) for controller, path, _, _ in key)
 
 
@@ -62,7 +67,7 @@ class TaskCounts(NamedTuple):
 
 
 class ContainerState:
-    def __init__(self, key: CgroupKey, cgroups: dict[str, str]) -> None:
+    def __init__(self, key: StateKey, cgroups: dict[str, str]) -> None:
         self.key = key
         self.cgroups = cgroups
         self.lock = threading.Lock()
@@ -77,10 +82,10 @@ class StateRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._states: dict[CgroupKey, ContainerState] = {}
-        self._by_paths: dict[tuple[tuple[str, str], ...], CgroupKey] = {}
+        self._states: dict[StateKey, ContainerState] = {}
+        self._by_paths: dict[tuple[tuple[str, str], ...], StateKey] = {}
 
-    def get(self, key: CgroupKey, cgroups: dict[str, str]) -> tuple[ContainerState, bool, bool]:
+    def get(self, key: StateKey, cgroups: dict[str, str]) -> tuple[ContainerState, bool, bool]:
         """The container's state, whether this call created it, and whether that replaced
         the state of an older container at the same paths (whose caches are stale)."""
         with self._lock:
@@ -95,7 +100,7 @@ class StateRegistry:
             state = self._states[key] = ContainerState(key, cgroups)
             return state, True, old is not None
 
-    def find(self, key: CgroupKey) -> ContainerState | None:
+    def find(self, key: StateKey) -> ContainerState | None:
         """The state of a container that is tracked, without starting to track it."""
         with self._lock:
             return self._states.get(key)
@@ -104,7 +109,7 @@ class StateRegistry:
         with self._lock:
             return list(self._states.values())
 
-    def remove(self, key: CgroupKey) -> None:
+    def remove(self, key: StateKey) -> None:
         with self._lock:
             self._states.pop(key, None)
             if self._by_paths.get(_paths(key)) == key:

@@ -7,6 +7,7 @@ import os
 from typing import NamedTuple
 
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source, mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject import syscalls
 from containerfs.inject.namespace import Outcome, apply_in_namespace, needs_tree
 from containerfs.inject.plan import Action, Step
@@ -75,7 +76,7 @@ def carry_out(source: ViewSource, pid: int | str, steps: list[Step], proc_root: 
         for i, step in enumerate(steps):
             if needs_tree(step):
                 trees[i] = syscalls.open_tree(os.path.join(source.mountpoint, step.view))
-        mntns = os.open(f"{proc_root}/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        mntns = os.open(ProcFS(proc_root).process(pid).path("ns/mnt"), os.O_RDONLY | os.O_CLOEXEC)
         try:
             return apply_in_namespace(mntns, steps, trees)
         finally:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from containerfs.containers.resolve import Resolver
+from containerfs.daemon.logsetup import configure_logging
 from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
@@ -75,18 +76,8 @@ def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, ou
 def _hook_logging(log_file: str | None) -> None:
     # A runtime shows a hook's output only when the hook fails: a container that starts
     # with host views must say so where operators look.
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file))
-    elif os.path.exists("/dev/log"):
-        from logging.handlers import SysLogHandler  # here: every container start pays for the imports
-
-        handlers.append(SysLogHandler("/dev/log"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    hook_format = "containerfs-hook[%(process)d]: %(message)s"
+    configure_logging(logging.INFO, hook_format, hook_format, log_file, log)
 
 
 def oci_hook(mountpoint: str, require_daemon: bool, proc_root: str, stdin: TextIO, log_file: str | None) -> int:

@@ -17,6 +17,7 @@ from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
 from containerfs.host.mounttable import mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
@@ -29,7 +30,6 @@ from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import mount_namespaces, ready_containers
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger("containerfs.inject")
 
@@ -203,8 +203,8 @@ class InjectionService:
 
     def _identity(self, pid: int) -> tuple[str, int]:
         """A process's mount namespace and start time: together they name one container."""
-        mntns = os.readlink(f"{self.proc_root}/{pid}/ns/mnt")
-        return mntns, parse_proc_stat(read_text(f"{self.proc_root}/{pid}/stat")).starttime
+        process = ProcFS(self.proc_root).process(pid)
+        return process.ns("mnt"), process.stat().starttime
 
     def _take_record(self) -> list[Taken]:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 # Positions (0-based, after the name) of the counters a cgroup can supply.
 READS, SECTORS_READ, WRITES, SECTORS_WRITTEN = 0, 2, 4, 6
 DISCARDS, SECTORS_DISCARDED = 11, 13
@@ -16,6 +18,7 @@ class DiskLine(NamedTuple):
     counters: tuple[int, ...]
 
 
+@parser
 def parse_diskstats(text: str) -> list[DiskLine]:
     disks = []
     for line in text.splitlines():

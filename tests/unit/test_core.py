@@ -14,7 +14,7 @@ import pytest
 
 import containerfs.views
 from containerfs.daemon.core import ContainerFS, Options
-from containerfs.daemon.errors import IsADirectory, NotFound, Unavailable
+from containerfs.daemon.errors import IsADirectory, NotFound, ReadFailed
 from containerfs.daemon.snapshots import MAX_SNAPSHOTS, Snapshots
 from containerfs.views.registry import VIEWS
 
@@ -226,7 +226,7 @@ def test_a_container_reader_never_gets_host_figures(
         (host_copy / "proc" / str(WEB_INIT) / "stat").write_text("not a stat line")
     else:
         (cgroup / damage.split()[1]).write_text("garbage\n")
-    with caplog.at_level(logging.WARNING), pytest.raises(Unavailable):
+    with caplog.at_level(logging.WARNING), pytest.raises(ReadFailed):
         fs.render_path(path, WEB_INIT)
     assert fs.stats.fallbacks == 1
     assert fs.stats.errors == 0, "an expected failure (vanished or damaged files) is not a daemon error"
@@ -283,7 +283,7 @@ def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch)
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(fs.cgroups, "memory", broken)
-    with pytest.raises(Unavailable):
+    with pytest.raises(ReadFailed):
         fs.render_path("proc/meminfo", WEB_INIT)
     assert (fs.stats.fallbacks, fs.stats.errors) == (1, 1)
     assert fs.stats.last_error is not None
@@ -294,7 +294,7 @@ def test_failure_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureF
     (web_cgroup(host_copy) / "memory.current").unlink()
     with caplog.at_level(logging.WARNING):
         for _ in range(50):
-            with pytest.raises(Unavailable):
+            with pytest.raises(ReadFailed):
                 fs.render_path("proc/meminfo", WEB_INIT)
     assert fs.stats.fallbacks == 50
     assert caplog.text.count("the read fails") == 1
