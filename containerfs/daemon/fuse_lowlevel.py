@@ -13,7 +13,7 @@ READ, READ at EOF and RELEASE: FOPEN_NOFLUSH and an ENOSYS to the first FLUSH sp
 flushes, ENOSYS to the first INTERRUPT stops interrupts (each request is answered before
 the next is read, so there is never one to interrupt).  An open file's content lives in
 its handle in the core (seq_file semantics).  Page-cache readers (sendfile, splice,
-mmap) depend on the inode's size, which the loop keeps right (see _keep_size).  Errors
+mmap) depend on the inode's size, which the loop keeps right (see _prepare_pages).  Errors
 map to errno in one place, _reply_to.
 Writes never arrive: the mount is read-only, so the kernel refuses them with EROFS.
 """
@@ -25,9 +25,11 @@ import ctypes.util
 import errno
 import logging
 import os
+import queue
 import signal
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -47,7 +49,9 @@ _CORE_ERRORS = tuple(_ERRNO)
 # Opcodes and flags of <linux/fuse.h> (protocol 7.x).
 LOOKUP, FORGET, GETATTR, OPEN, READ, STATFS, RELEASE, FLUSH, INIT = 1, 2, 3, 14, 15, 17, 18, 25, 26
 OPENDIR, READDIR, RELEASEDIR, INTERRUPT, DESTROY, BATCH_FORGET = 27, 28, 29, 36, 38, 42
-NOTIFY_STORE = 4
+NOTIFY_INVAL_INODE, NOTIFY_STORE = 2, 4
+# How long an OPEN waits for its notifications (see _prepare_pages).
+_NOTICE_WAIT_SECONDS = 0.02
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
 READ_LOCKOWNER = 1 << 1  # set on every direct-I/O READ, never on a page-cache one
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
@@ -67,6 +71,7 @@ _FH = struct.Struct("<Q")  # the first field of open_in's successors: release_in
 _READ_IN = struct.Struct("<QQII")  # fh, offset, size, read_flags
 _DIRENT = struct.Struct("<QQII")  # ino, next offset, namelen, type
 _NOTIFY_STORE = struct.Struct("<IiQQQII")  # out header, nodeid, offset, size, padding
+_NOTIFY_INVAL_INODE = struct.Struct("<IiQQqq")  # out header, nodeid, offset, length (0: every page)
 _STATFS_OUT = struct.Struct("<QQQQQIII28x")  # blocks, bfree, bavail, files, ffree, bsize, namelen, frsize
 
 # A request is read whole into one buffer: the largest the kernel may send (libfuse's size).
@@ -129,7 +134,10 @@ class LowLevelAdapter:
         self._waiting = False  # in the blocking read, where a signal may end the loop at once
         self._stopping = False
         self._told: dict[int, int] = {}  # node id -> the size the kernel was last given
-        self._resize: set[int] = set()  # nodes whose inode size may be wrong (see _restore_size)
+        self._cached: set[int] = set()  # nodes a page-cache read may have left pages of
+        self._resize: set[int] = set()  # nodes whose inode size may be wrong (see _prepare_pages)
+        self._notices: queue.SimpleQueue[tuple[list[bytes], threading.Event]] = queue.SimpleQueue()
+        self._notifier: threading.Thread | None = None
         self._open_files: dict[int, int] = {}  # node id -> files open on it
         self.served = False
         self._seconds = int(time.time())
@@ -277,8 +285,8 @@ class LowLevelAdapter:
     def _open(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         handle = self._fs.open(self._node(nodeid).path, pid)
         others = self._open_files.get(nodeid, 0)
-        if nodeid in self._resize:
-            self._restore_size(nodeid, alone=not others)
+        if nodeid in self._cached:
+            self._prepare_pages(nodeid, alone=not others)
         self._open_files[nodeid] = others + 1
         # Direct I/O: every read comes here (no page cache), so each reader gets its own.
         return _OPEN_OUT.pack(handle, FOPEN_DIRECT_IO | FOPEN_NOFLUSH, 0)
@@ -286,10 +294,10 @@ class LowLevelAdapter:
     def _read(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         handle, offset, size, flags = _READ_IN.unpack_from(body)
         content = self._fs.read(handle, size, offset, pid)
-        if not flags & READ_LOCKOWNER and (
-            len(content) < size or self._fs.size(self._nodes[nodeid - 1].path) > self._told.get(nodeid, 0)
-        ):
-            self._resize.add(nodeid)
+        if not flags & READ_LOCKOWNER:
+            self._cached.add(nodeid)
+            if len(content) < size or self._fs.size(self._nodes[nodeid - 1].path) > self._told.get(nodeid, 0):
+                self._resize.add(nodeid)
         return content
 
     def _release(self, nodeid: int, pid: int, body: memoryview) -> bytes:
@@ -299,34 +307,55 @@ class LowLevelAdapter:
             self._open_files[nodeid] = left
         return b""
 
-    def _restore_size(self, nodeid: int, alone: bool) -> None:
-        """Give the kernel's inode the view's size back, before the opener reads.
+    def _prepare_pages(self, nodeid: int, alone: bool) -> None:
+        """Before the opener of a file that page-cache readers used reads: its pages and size.
 
-        sendfile and splice read through the page cache up to the inode's size, and the
-        kernel shrinks that size to wherever a page-cache read came back short: after one
-        container's shorter content every longer one would be cut there (busybox cat
-        never stats).  A page-cache READ that came back short (or found the view's size
-        grown) marks the node, and an OPEN of it sets the size with FUSE_NOTIFY_STORE:
-        one byte at the view's size - 1, on a page beyond any content (the size is twice
-        the largest), which the opener's page-cache invalidation drops.  Only when no
-        other file is open on the node: storing locks that page, which a page-cache
-        reader could hold while it waits for this very loop, and it makes the kernel
+        sendfile and splice read through the page cache (direct I/O does not apply to
+        them), which every open of the file shares and which the kernel keeps across
+        opens: one container's sendfile would be served the pages another's filled.  So
+        the OPEN after a page-cache READ drops the file's pages (FUSE_NOTIFY_INVAL_INODE).
+        The kernel also shrinks the inode's size to wherever such a read came back short,
+        and then cuts every longer content there (busybox cat never stats): the OPEN
+        after a short one sets the size back with FUSE_NOTIFY_STORE, one byte at the
+        view's size - 1, on a page beyond any content (the size is twice the largest),
+        but only when no other file is open on the node, since that makes the kernel
         ignore the shrink of a read in flight, whose reader would read on past its
-        content.  Otherwise an empty store marks the size stale, for the next stat to ask
-        (GETATTR), and the node stays marked.  Direct-I/O reads never touch the size.
+        content; otherwise an empty store marks the size stale, for the next stat to ask,
+        and the node stays marked.  Both wait for pages locked by reads in flight, which
+        this loop answers: a helper thread sends them while the loop waits a little, then
+        goes on regardless (never a deadlock; under such contention the opener may still
+        meet a page filled for another reader).  Direct-I/O reads never mark a node.
         """
-        size = self._fs.size(self._nodes[nodeid - 1].path)
-        if alone:
-            self._resize.discard(nodeid)
-            self._told[nodeid] = size
-            message = _NOTIFY_STORE.pack(_NOTIFY_STORE.size + 1, NOTIFY_STORE, 0, nodeid, size - 1, 1, 0) + b"\0"
-        else:
-            message = _NOTIFY_STORE.pack(_NOTIFY_STORE.size, NOTIFY_STORE, 0, nodeid, size, 0, 0)
-        try:
-            os.write(self._fd, message)
-        except OSError as err:
-            if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
-                raise
+        self._cached.discard(nodeid)
+        notices = [_NOTIFY_INVAL_INODE.pack(_NOTIFY_INVAL_INODE.size, NOTIFY_INVAL_INODE, 0, nodeid, 0, 0)]
+        if nodeid in self._resize:
+            size = self._fs.size(self._nodes[nodeid - 1].path)
+            if alone:
+                self._resize.discard(nodeid)
+                self._told[nodeid] = size
+                notices.append(
+                    _NOTIFY_STORE.pack(_NOTIFY_STORE.size + 1, NOTIFY_STORE, 0, nodeid, size - 1, 1, 0) + b"\0"
+                )
+            else:
+                notices.append(_NOTIFY_STORE.pack(_NOTIFY_STORE.size, NOTIFY_STORE, 0, nodeid, size, 0, 0))
+        if self._notifier is None:
+            self._notifier = threading.Thread(target=self._notify, name="fuse-notifier", daemon=True)
+            self._notifier.start()
+        done = threading.Event()
+        self._notices.put((notices, done))
+        done.wait(_NOTICE_WAIT_SECONDS)
+
+    def _notify(self) -> None:
+        while True:
+            notices, done = self._notices.get()
+            try:
+                for notice in notices:
+                    os.write(self._fd, notice)
+            except OSError as err:
+                if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
+                    log.warning("a FUSE notification failed: %s", err)
+            finally:
+                done.set()
 
     def _opendir(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         if not self._node(nodeid).is_dir:

@@ -177,27 +177,32 @@ def release(kernel: Kernel, nodeid: int, fh: int) -> None:
     assert kernel.call(ll.RELEASE, struct.pack("<QIIQ", fh, 0, 0, 0), nodeid) == (0, b"")
 
 
-def test_a_short_page_cache_read_gets_the_size_restored_at_the_next_open(kernel: Kernel) -> None:
-    """sendfile reads through the page cache; its short read shrinks the kernel's inode size,
-    which an OPEN sets back before its reader reads: with one byte stored at the size - 1 when
-    no other file is open on the node, else marked stale (an empty store) until then."""
+def test_after_page_cache_reads_an_open_drops_the_pages_and_sets_the_size_back(kernel: Kernel) -> None:
+    """sendfile reads through the page cache, which every open shares and which a short read
+    shrinks the kernel's size of.  The next OPEN drops the pages (INVAL_INODE) and sets the size
+    back: one byte stored at the size - 1 when no other file is open on the node, else the size
+    marked stale (an empty store) and the node kept marked until then."""
     nodeid, fh = open_file(kernel, "proc/meminfo")
     error, content = kernel.call(ll.READ, read_in(fh, 0, 4096, flags=0), nodeid)
     assert error == 0 and 0 < len(content) < 4096
     assert kernel.notifications == []  # not now: the short reader is still reading
     size = kernel.adapter._fs.size("proc/meminfo")
-    header = struct.Struct("<IiQQQI")
-    _, second = open_file(kernel, "proc/meminfo")  # the first is still open: no page may be locked
-    (stale,) = kernel.notifications
-    assert header.unpack_from(stale) == (len(stale), ll.NOTIFY_STORE, 0, nodeid, size, 0)
+    inval, store = struct.Struct("<IiQQqq"), struct.Struct("<IiQQQI")
+    _, second = open_file(kernel, "proc/meminfo")  # the first is still open
+    dropped, stale = kernel.notifications
+    assert inval.unpack_from(dropped) == (inval.size, ll.NOTIFY_INVAL_INODE, 0, nodeid, 0, 0)
+    assert store.unpack_from(stale) == (len(stale), ll.NOTIFY_STORE, 0, nodeid, size, 0)
+    # Read by the page cache again, the file is dropped again; the size still waits.
+    assert kernel.call(ll.READ, read_in(second, 0, 4096, flags=0), nodeid)[0] == 0
     release(kernel, nodeid, fh)
     release(kernel, nodeid, second)
     open_file(kernel, "proc/meminfo")  # alone now
-    store = kernel.notifications[-1]
-    assert header.unpack_from(store) == (len(store), ll.NOTIFY_STORE, 0, nodeid, size - 1, 1)
+    dropped, stored = kernel.notifications[2:]
+    assert inval.unpack_from(dropped)[1] == ll.NOTIFY_INVAL_INODE
+    assert store.unpack_from(stored) == (len(stored), ll.NOTIFY_STORE, 0, nodeid, size - 1, 1)
     assert size - 1 >= 2 * len(content)  # the stored byte's page is beyond any content
     open_file(kernel, "proc/meminfo")
-    assert len(kernel.notifications) == 2  # set back once, not at every open
+    assert len(kernel.notifications) == 4  # nothing more until a page-cache read again
 
 
 def test_unsupported_requests_get_enosys_and_forgets_no_reply(kernel: Kernel) -> None:
