@@ -16,6 +16,7 @@ import errno
 import functools
 import logging
 import os
+import queue
 import stat
 import threading
 import time
@@ -36,6 +37,9 @@ _ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.
 _CORE_ERRORS = tuple(_ERRNO)
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400.0
+# How long an OPEN waits for the page cache to be dropped (see SizeKeeper).
+_DROP_WAIT_SECONDS = 0.02
+_PAGE = 4096
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +84,17 @@ class SizeKeeper:
     at every OPEN (before the opener reads) and RELEASE (after a reader's short read).
     The kernel names files by node id, which the high-level libfuse reports as st_ino:
     a thread learns them by stat()ing the mount once it is served.
+
+    The page cache is shared by every open of a file, and the kernel does not drop it at
+    an open with direct_io: sendfile in one container would be served the pages another
+    container's sendfile filled.  So at every OPEN the file's cached pages are dropped
+    (FUSE_NOTIFY_INVAL_INODE) before the opener reads.  Dropping waits for pages locked by
+    reads in flight, which this single-threaded loop answers: a helper thread sends it
+    while the loop waits a little, then goes on regardless (never a deadlock; under such
+    contention the opener may still meet a page filled for another reader).  Only files
+    that may have cached pages are dropped: the page cache reads whole pages at page
+    offsets and never past the reported size, so such a read marks its file (a read()
+    with a page-sized buffer does too; larger buffers, the common case, do not).
     """
 
     def __init__(self, fs: ContainerFS, mountpoint: str) -> None:
@@ -90,9 +105,14 @@ class SizeKeeper:
         self._learning = threading.Lock()
         self._empty = _BufVec(1, 0, 0, _Buf(0, 0, None, -1, 0))
         notify = getattr(mfusepy._libfuse, "fuse_lowlevel_notify_store", None)
-        self._notify = notify
-        if notify is not None:
+        inval = getattr(mfusepy._libfuse, "fuse_lowlevel_notify_inval_inode", None)
+        self._notify = notify if inval is not None else None
+        self._inval = inval
+        self._to_drop: queue.SimpleQueue[tuple[int, threading.Event]] = queue.SimpleQueue()
+        self._cached: set[str] = set()  # files whose pages may be in the page cache
+        if notify is not None and inval is not None:
             notify.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+            inval.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64]
             mfusepy._libfuse.fuse_get_session.restype = ctypes.c_void_p
             mfusepy._libfuse.fuse_get_session.argtypes = [ctypes.c_void_p]
 
@@ -101,7 +121,33 @@ class SizeKeeper:
         if self._notify is None:
             return
         self._session = mfusepy._libfuse.fuse_get_session(mfusepy._libfuse.fuse_get_context().contents.fuse)
+        threading.Thread(target=self._dropper, name="page-dropper", daemon=True).start()
         self.learn()
+
+    def _dropper(self) -> None:
+        assert self._inval is not None
+        while True:
+            node, done = self._to_drop.get()
+            try:
+                self._inval(self._session, node, 0, 0)
+            finally:
+                done.set()
+
+    def read_pages(self, path: str, size: int, offset: int) -> None:
+        if size % _PAGE == 0 and offset % _PAGE == 0 and offset + size <= self._fs.size(path):
+            self._cached.add(path)
+
+    def drop_pages(self, path: str) -> None:
+        """Drop the file's cached pages before its opener reads (see the class comment)."""
+        if path not in self._cached:
+            return
+        self._cached.discard(path)
+        node = self._nodes.get(path.strip("/"))
+        if node is None or self._session is None or self._notify is None:
+            return
+        done = threading.Event()
+        self._to_drop.put((node, done))
+        done.wait(_DROP_WAIT_SECONDS)
 
     def learn(self) -> None:
         # Never from the loop's own thread: a stat of our mount waits for the loop.
@@ -124,7 +170,8 @@ class SizeKeeper:
         if node is None or self._session is None or self._notify is None:
             return
         # ENOENT: the kernel forgot the node and libfuse numbers it anew when looked up.
-        if self._notify(self._session, node, self._fs.size(path), ctypes.byref(self._empty), 0) == -errno.ENOENT:
+        rc = self._notify(self._session, node, self._fs.size(path), ctypes.byref(self._empty), 0)
+        if rc == -errno.ENOENT:
             self._nodes.pop(key, None)
             self.learn()
 
@@ -182,10 +229,13 @@ class FuseAdapter:
         handle = self._fs.open(path, mfusepy.fuse_get_context()[2])
         if self._sizes is not None:
             self._sizes.restore(path)
+            self._sizes.drop_pages(path)
         return handle
 
     @_errors_to_errno
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        if self._sizes is not None:
+            self._sizes.read_pages(path, size, offset)
         return self._fs.read(fh, size, offset, mfusepy.fuse_get_context()[2])
 
     @_errors_to_errno
