@@ -101,21 +101,7 @@ class Service(Protocol):
 class Node(NamedTuple):
     path: str  # "" for the root
     is_dir: bool
-
-
-def number_tree(fs: ContainerFS) -> list[Node]:
-    """Every directory and file of the mount, node id = index + 1 (the root first)."""
-    nodes = [Node("", True)]
-    pending = [""]
-    while pending:
-        directory = pending.pop(0)
-        for name in fs.listdir(directory):
-            path = f"{directory}/{name}" if directory else name
-            is_dir = fs.is_dir(path)
-            nodes.append(Node(path, is_dir))
-            if is_dir:
-                pending.append(path)
-    return nodes
+    parent: int  # the parent directory's node id (the root's own for the root)
 
 
 class LowLevelAdapter:
@@ -124,12 +110,10 @@ class LowLevelAdapter:
     def __init__(self, fs: ContainerFS, services: Sequence[Service] = ()) -> None:
         self._fs = fs
         self._services = [fs.sampler, *services]
-        self._nodes = number_tree(fs)
-        self._child = {
-            (self._parent_id(node), os.path.basename(node.path).encode()): index + 1
-            for index, node in enumerate(self._nodes)
-            if node.path
-        }
+        # Node ids are handed out at LOOKUP and READDIR, one per path and kind, never reused:
+        # the core's tree decides what exists, the ids only name it for the kernel.
+        self._nodes = [Node("", True, ROOT)]
+        self._ids = {("", True): ROOT}
         self._fd = -1
         self._waiting = False  # in the blocking read, where a signal may end the loop at once
         self._stopping = False
@@ -155,9 +139,21 @@ class LowLevelAdapter:
             DESTROY: self._destroy,
         }
 
-    def _parent_id(self, node: Node) -> int:
-        parent = os.path.dirname(node.path)
-        return next(i + 1 for i, n in enumerate(self._nodes) if n.path == parent)
+    def _child(self, parent: int, name: str) -> int:
+        """The node id of name in directory parent, or 0 if the core has no such entry."""
+        directory = self._nodes[parent - 1]
+        if not directory.is_dir or not name or "/" in name or name in (".", ".."):
+            return 0
+        path = f"{directory.path}/{name}" if directory.path else name
+        try:
+            is_dir = self._fs.is_dir(path)
+        except NotFound:
+            return 0
+        nodeid = self._ids.get((path, is_dir))
+        if nodeid is None:
+            self._nodes.append(Node(path, is_dir, parent))
+            nodeid = self._ids[(path, is_dir)] = len(self._nodes)
+        return nodeid
 
     # -- the loop --------------------------------------------------------------------
 
@@ -273,13 +269,16 @@ class LowLevelAdapter:
         return self._nodes[nodeid - 1]
 
     def _lookup(self, nodeid: int, pid: int, body: memoryview) -> bytes:
-        child = self._child.get((nodeid, bytes(body[:-1])), 0)  # the name ends with a NUL
+        self._node(nodeid)
+        child = self._child(nodeid, bytes(body[:-1]).decode(errors="surrogateescape"))  # ends with a NUL
         # Node 0 with a timeout: the kernel remembers that the name does not exist.
         attr = self._attr(child) if child else bytes(_ATTR.size)
         return _ENTRY_OUT.pack(child, 0, TREE_TIMEOUT_SECONDS, TREE_TIMEOUT_SECONDS, 0, 0) + attr
 
     def _getattr(self, nodeid: int, pid: int, body: memoryview) -> bytes:
-        self._node(nodeid)
+        node = self._node(nodeid)
+        if node.path and self._fs.is_dir(node.path) != node.is_dir:  # NotFound: gone from the tree
+            raise _Reply(errno.ENOENT)
         return _ATTR_OUT.pack(TREE_TIMEOUT_SECONDS, 0, 0) + self._attr(nodeid)
 
     def _open(self, nodeid: int, pid: int, body: memoryview) -> bytes:
@@ -365,10 +364,11 @@ class LowLevelAdapter:
     def _readdir(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         _, offset, size, _ = _READ_IN.unpack_from(body)
         node = self._node(nodeid)
-        entries = [(b".", nodeid, DT_DIR), (b"..", self._parent_id(node) if node.path else ROOT, DT_DIR)]
+        entries = [(b".", nodeid, DT_DIR), (b"..", node.parent, DT_DIR)]
         for child_name in self._fs.listdir(node.path):
-            child = self._child[(nodeid, child_name.encode())]
-            entries.append((child_name.encode(), child, DT_DIR if self._nodes[child - 1].is_dir else DT_REG))
+            child = self._child(nodeid, child_name)
+            if child:  # else gone since the listing
+                entries.append((child_name.encode(), child, DT_DIR if self._nodes[child - 1].is_dir else DT_REG))
         out = b""
         for index in range(offset, len(entries)):
             name, ino, kind = entries[index]

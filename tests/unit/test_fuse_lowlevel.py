@@ -157,6 +157,33 @@ def test_tree_lookup_getattr_readdir(kernel: Kernel) -> None:
     assert names(proc, 0, 64) == listed[:2]
 
 
+def test_nodes_follow_the_cores_tree(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node ids are handed out as the core's tree has entries: one that appears later gets
+    one, one that goes away looks up as absent and its old id reads ENOENT."""
+    fs = kernel.adapter._fs
+    listdir, is_dir = fs.listdir, fs.is_dir
+
+    def grown_listdir(path: str) -> list[str]:
+        return [*listdir(path), "extra"] if path.strip("/") == "proc" else listdir(path)
+
+    def grown_is_dir(path: str) -> bool:
+        return False if path.strip("/") == "proc/extra" else is_dir(path)
+
+    proc = kernel.node("proc")
+    assert kernel.call(ll.LOOKUP, b"extra\0", proc)[1][:8] == bytes(8)  # absent: node 0
+    monkeypatch.setattr(fs, "listdir", grown_listdir)
+    monkeypatch.setattr(fs, "is_dir", grown_is_dir)
+    size = fs.size
+    monkeypatch.setattr(fs, "size", lambda path: 4096 if path.strip("/") == "proc/extra" else size(path))
+    extra = kernel.lookup(proc, "extra")
+    assert extra not in (proc, kernel.node("proc/meminfo")) and kernel.lookup(proc, "extra") == extra
+    monkeypatch.undo()
+    assert kernel.call(ll.LOOKUP, b"extra\0", proc)[1][:8] == bytes(8)
+    assert kernel.call(ll.GETATTR, bytes(16), extra)[0] == -errno.ENOENT
+    for bad in (b"..\0", b".\0", b"a/b\0", b"\0"):
+        assert kernel.call(ll.LOOKUP, bad, proc)[1][:8] == bytes(8)
+
+
 def test_open_read_release_serve_the_readers_container(kernel: Kernel) -> None:
     nodeid, fh = open_file(kernel, "proc/meminfo")
     error, content = kernel.call(ll.READ, read_in(fh, 0, 65536), nodeid)
