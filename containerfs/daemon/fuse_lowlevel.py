@@ -321,9 +321,11 @@ class LowLevelAdapter:
         ignore the shrink of a read in flight, whose reader would read on past its
         content; otherwise an empty store marks the size stale, for the next stat to ask,
         and the node stays marked.  Both wait for pages locked by reads in flight, which
-        this loop answers: a helper thread sends them while the loop waits a little, then
-        goes on regardless (never a deadlock; under such contention the opener may still
-        meet a page filled for another reader).  Direct-I/O reads never mark a node.
+        this loop answers: a helper thread sends them.  With no other file open on the
+        node nothing is locked, and the loop waits (briefly) until they are done; with
+        others open it goes on at once, to answer their reads (never a deadlock nor a
+        stall; under such contention the opener may still meet a page filled for another
+        reader).  Direct-I/O reads never mark a node.
         """
         self._cached.discard(nodeid)
         notices = [_NOTIFY_INVAL_INODE.pack(_NOTIFY_INVAL_INODE.size, NOTIFY_INVAL_INODE, 0, nodeid, 0, 0)]
@@ -342,7 +344,8 @@ class LowLevelAdapter:
             self._notifier.start()
         done = threading.Event()
         self._notices.put((notices, done))
-        done.wait(_NOTICE_WAIT_SECONDS)
+        if alone:  # else pages are locked by reads in flight, which only this loop can end
+            done.wait(_NOTICE_WAIT_SECONDS)
 
     def _notify(self) -> None:
         while True:

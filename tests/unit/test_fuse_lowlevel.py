@@ -54,6 +54,16 @@ class Kernel:
             assert got == unique, f"reply to {got}, expected {unique}"
             return error, message[16:]
 
+    def await_notifications(self, count: int) -> list[bytes]:
+        """The notifications so far, waiting for more until there are count (sent by a helper
+        thread, they may come after the reply to the OPEN that caused them)."""
+        self.ours.settimeout(10)
+        while len(self.notifications) < count:
+            message = self.ours.recv(1 << 20)
+            assert struct.unpack_from("<IiQ", message)[2] == 0, "a reply nobody asked for"
+            self.notifications.append(message)
+        return self.notifications
+
     def call(self, opcode: int, body: bytes = b"", nodeid: int = 1, pid: int = WEB_INIT) -> tuple[int, bytes]:
         return self.reply(self.send(opcode, body, nodeid, pid))
 
@@ -215,8 +225,8 @@ def test_after_page_cache_reads_an_open_drops_the_pages_and_sets_the_size_back(k
     assert kernel.notifications == []  # not now: the short reader is still reading
     size = kernel.adapter._fs.size("proc/meminfo")
     inval, store = struct.Struct("<IiQQqq"), struct.Struct("<IiQQQI")
-    _, second = open_file(kernel, "proc/meminfo")  # the first is still open
-    dropped, stale = kernel.notifications
+    _, second = open_file(kernel, "proc/meminfo")  # the first is still open: no waiting
+    dropped, stale = kernel.await_notifications(2)
     assert inval.unpack_from(dropped) == (inval.size, ll.NOTIFY_INVAL_INODE, 0, nodeid, 0, 0)
     assert store.unpack_from(stale) == (len(stale), ll.NOTIFY_STORE, 0, nodeid, size, 0)
     # Read by the page cache again, the file is dropped again; the size still waits.
