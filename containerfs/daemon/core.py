@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 from time import perf_counter_ns
 from typing import NamedTuple
 
@@ -25,14 +26,14 @@ from containerfs.daemon.latency import LatencyHistogram
 from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.sampler import LoadSampler
 from containerfs.daemon.snapshots import Snapshots
-from containerfs.daemon.tracking import StateRegistry, identity
+from containerfs.daemon.tracking import StateKey, StateRegistry, identity
 from containerfs.host import roots
 from containerfs.host.errors import Unavailable
 from containerfs.host.files import HostFiles
-from containerfs.host.fsread import FileCache
+from containerfs.host.fsread import FileCache, read_text
 from containerfs.host.ttl import TtlCache
-from containerfs.views.base import View, ViewContext
-from containerfs.views.registry import VIEWS, directories
+from containerfs.views.base import Overlay, View, ViewContext
+from containerfs.views.registry import OVERLAYS, VIEWS, device_views, directories
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +63,111 @@ class ContainerFS:
         self.latency = LatencyHistogram()
         self._errors = RateLimitedLog(log)
         self.snapshots = Snapshots()
-        self._directories = directories()
-        self._kinds = list(VIEWS)  # a handle's kind: the index of its view
-        self._largest: dict[str, int] = {}  # view -> longest content served, for size()
+        # Block devices come and go: their views are listed again after a second.
+        self._trees: TtlCache[tuple[dict[str, View], set[str]]] = TtlCache(1.0, max_entries=1)
+        # A handle's kind: the index of its file's path here (files come and go; paths stay few).
+        self._kinds: list[str] = []
+        self._kind_of: dict[str, int] = {}
+        self._largest: dict[str, int] = {}  # file -> longest content served, for size()
         # The host's files grow rarely (hotplug, new disks): size() measures them now and then.
         self._host_measured: TtlCache[None] = TtlCache(10.0)
 
     # -- tree ------------------------------------------------------------------------
 
-    @staticmethod
-    def views() -> list[str]:
-        return list(VIEWS)
+    def views(self) -> list[str]:
+        return list(self._tree()[0])
+
+    def _tree(self) -> tuple[dict[str, View], set[str]]:
+        def build() -> tuple[dict[str, View], set[str]]:
+            views = {**VIEWS, **device_views(self.host)}
+            return views, directories(views)
+
+        return self._trees.get(None, build)
 
     @staticmethod
     def _key(path: str) -> str:
         return path.strip("/")
 
+    @staticmethod
+    def _overlay(key: str) -> tuple[Overlay, str] | None:
+        """The overlaid directory key lies in, and key below it."""
+        for prefix, overlay in OVERLAYS.items():
+            if key == prefix or key.startswith(prefix + "/"):
+                return overlay, key[len(prefix) + 1 :]
+        return None
+
+    def _host_entry(self, key: str) -> os.stat_result | None:
+        """The host's directory or regular file that key passes through, if any."""
+        found = self._overlay(key)
+        if found is None:
+            return None
+        overlay, rel = found
+        try:
+            st = os.lstat(os.path.join(overlay.host_dir(self.host), rel))
+        except OSError:
+            return None
+        return st if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) else None
+
     def is_dir(self, path: str) -> bool:
         key = self._key(path)
-        if key in self._directories:
+        views, dirs = self._tree()
+        if key in dirs:
             return True
-        if key in VIEWS:
+        if key in views:
             return False
-        raise NotFound(path)
-
-    def listdir(self, path: str) -> list[str]:
-        key = self._key(path)
-        if key not in self._directories:
+        st = self._host_entry(key)
+        if st is None:
             raise NotFound(path)
+        return stat.S_ISDIR(st.st_mode)
+
+    def file_mode(self, path: str) -> int:
+        """Permission bits of a file: a host file passed through keeps its read bits."""
+        key = self._key(path)
+        if key in self._tree()[0]:
+            return 0o444
+        st = self._host_entry(key)
+        if st is None:
+            raise NotFound(path)
+        return st.st_mode & 0o444
+
+    def listdir(self, path: str, pid: int | None = None) -> list[str]:
+        """A directory's entries; in an overlaid directory, those the reading process pid is shown."""
+        key = self._key(path)
+        views, dirs = self._tree()
         prefix = key + "/" if key else ""
-        names = {
-            p[len(prefix) :].split("/", 1)[0]
-            for p in VIEWS.keys() | self._directories
-            if p.startswith(prefix) and p != key
-        }
+        names = {p[len(prefix) :].split("/", 1)[0] for p in views.keys() | dirs if p.startswith(prefix) and p != key}
+        found = self._overlay(key)
+        if found is not None:
+            overlay, rel = found
+            try:
+                with os.scandir(os.path.join(overlay.host_dir(self.host), rel)) as entries:
+                    names.update(e.name for e in entries if not e.is_symlink())
+            except OSError:
+                if key not in dirs:
+                    raise NotFound(path) from None
+            ctx = self._listing_context(pid) if pid is not None and not rel else None
+            if ctx is not None:
+                names = {name for name in names if overlay.listed(name, ctx)}
+        elif key not in dirs:
+            raise NotFound(path)
         return sorted(name for name in names if name)
+
+    def _listing_context(self, pid: int) -> ViewContext | None:
+        try:
+            return self._context(pid)
+        except (OSError, ValueError, LookupError, Unavailable):
+            return None  # the reader is gone or has no cgroup: the host's listing
+
+    def _view(self, key: str) -> View:
+        view = self._tree()[0].get(key)
+        if view is not None:
+            return view
+        found = self._overlay(key)
+        if found is None or self._host_entry(key) is None:
+            raise NotFound(key)
+        overlay, rel = found
+        static = os.path.join(overlay.host_dir(self.host), rel)
+        return View(key, lambda host: read_text(static), lambda ctx: read_text(overlay.source(rel, ctx)))
 
     # -- files -----------------------------------------------------------------------
 
@@ -117,13 +188,18 @@ class ContainerFS:
     def _measure_host(self, key: str) -> None:
         # Unreadable now: the largest content served so far still bounds it.
         with contextlib.suppress(OSError, ValueError):
-            self._seen(key, VIEWS[key].host_content(self.host).encode())
+            self._seen(key, self._view(key).host_content(self.host).encode())
 
     def open(self, path: str, pid: int) -> int:
         """A handle for one open file of the view at path (pid: the opener, unused yet)."""
         if self.is_dir(path):
             raise IsADirectory(path)
-        return self.snapshots.open(self._kinds.index(self._key(path)))
+        key = self._key(path)
+        kind = self._kind_of.get(key)
+        if kind is None:
+            kind = self._kind_of[key] = len(self._kinds)
+            self._kinds.append(key)
+        return self.snapshots.open(kind)
 
     def read(self, handle: int, size: int, offset: int, pid: int) -> bytes:
         """size bytes at offset of the open file handle, read by thread pid."""
@@ -134,7 +210,7 @@ class ContainerFS:
             except IndexError:
                 raise NotFound(f"handle {handle}") from None
             started = perf_counter_ns()
-            content = self.render(VIEWS[key], pid)
+            content = self.render(self._view(key), pid)
             self.latency.record(perf_counter_ns() - started)
             self.snapshots.put(handle, content)
         return content[offset : offset + size]
@@ -145,7 +221,26 @@ class ContainerFS:
     def render_path(self, path: str, pid: int) -> bytes:
         if self.is_dir(path):
             raise IsADirectory(path)
-        return self.render(VIEWS[self._key(path)], pid)
+        return self.render(self._view(self._key(path)), pid)
+
+    def _context(self, pid: int) -> ViewContext | None:
+        """What the views compute from for process pid; None for a host process."""
+        container = self.resolver.resolve(pid)
+        if container is None:
+            return None
+        return self._container_context(container, pid)[0]
+
+    def _container_context(self, container: Container, pid: int) -> tuple[ViewContext, StateKey]:
+        key = identity(self.hierarchies, container.cgroups)
+        state, created, replaced = self.registry.get(key, container.cgroups)
+        if replaced:
+            # The path was recreated (docker restart): descriptors of the old directory's files.
+            self.cgroups.forget(container.cgroups)
+        if created:
+            # Tracking starts at the first read: fill the task counts right away.
+            self.sampler.refresh(state)
+        ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks, pid)
+        return ctx, key
 
     def render(self, view: View, pid: int) -> bytes:
         """What process pid reads at view: its container's figures, or the host's file for a host process.
@@ -172,14 +267,14 @@ class ContainerFS:
             return self._seen(view.path, view.host_content(self.host).encode())
         try:
             try:
-                return self._render_container(view, container)
+                return self._render_container(view, container, pid)
             except (OSError, Unavailable):
                 self.resolver.forget(pid)
             again = self.resolver.resolve(pid)
             if again is None:  # moved out of its container, to the host
                 self.stats.host_reads += 1
                 return self._seen(view.path, view.host_content(self.host).encode())
-            return self._render_container(view, again)
+            return self._render_container(view, again, pid)
         except Exception as err:  # a reader must never take the daemon down
             self.stats.fallbacks += 1
             # Vanished processes and cgroups, absent hierarchies, unreadable or malformed
@@ -197,16 +292,8 @@ class ContainerFS:
             )
             raise ReadFailed(errno.EIO, f"{view.path} for pid {pid}: {err}") from err
 
-    def _render_container(self, view: View, container: Container) -> bytes:
-        key = identity(self.hierarchies, container.cgroups)
-        state, created, replaced = self.registry.get(key, container.cgroups)
-        if replaced:
-            # The path was recreated (docker restart): descriptors of the old directory's files.
-            self.cgroups.forget(container.cgroups)
-        if created:
-            # Tracking starts at the first read: fill the task counts right away.
-            self.sampler.refresh(state)
-        ctx = ViewContext(self.host, self.cgroups, container, state, self.options.use_quota, self.clock_ticks)
+    def _render_container(self, view: View, container: Container, pid: int) -> bytes:
+        ctx, key = self._container_context(container, pid)
         content = view.render(ctx).encode()
         # Removed while we read (moved, then its cgroup deleted): a file read after the
         # removal may have looked merely absent ("no limit") and let host figures in.

@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import stat
 import threading
 import time
@@ -35,11 +36,15 @@ log = logging.getLogger(__name__)
 
 _ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.EIO}
 _CORE_ERRORS = tuple(_ERRNO)
-# The kernel asks again only when these expire; nothing in the tree ever changes.
+# The kernel asks again only when these expire.  The tree changes only when a block
+# device comes or goes: a new one is looked up by name when listed, a removed one's
+# cached entry reads ENOENT.
 TREE_TIMEOUT_SECONDS = 86400.0
 # How long an OPEN waits for the page cache to be dropped (see SizeKeeper).
 _DROP_WAIT_SECONDS = 0.02
 _PAGE = 4096
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -196,17 +201,23 @@ class FuseAdapter:
             config.direct_io = 1
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        for service in self._services:
-            try:
-                service.start()
-            except Exception:  # the views matter more than any one helper thread
-                log.exception("%s did not start", type(service).__name__)
+        # They inherit a mask without the stop signals: libfuse's handler only sets a flag,
+        # so SIGTERM must land on this thread, the loop's, to interrupt its read.
+        unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for service in self._services:
+                try:
+                    service.start()
+                except Exception:  # the views matter more than any one helper thread
+                    log.exception("%s did not start", type(service).__name__)
+            if self._sizes is not None:
+                try:
+                    self._sizes.attach()
+                except Exception:  # sendfile may come back short; every other read is whole
+                    log.exception("cannot keep the views' sizes for sendfile")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
         self.served = True
-        if self._sizes is not None:
-            try:
-                self._sizes.attach()
-            except Exception:  # sendfile may come back short; every other read is whole
-                log.exception("cannot keep the views' sizes for sendfile")
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 
     def destroy(self, path: Any) -> None:
@@ -218,11 +229,25 @@ class FuseAdapter:
         if self._fs.is_dir(path):
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2, **self._times}
         # Not 0 like procfs: sendfile and splice read through the page cache, up to the size.
-        return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": self._fs.size(path), **self._times}
+        return {
+            "st_mode": stat.S_IFREG | self._fs.file_mode(path),
+            "st_nlink": 1,
+            "st_size": self._fs.size(path),
+            **self._times,
+        }
 
     @_errors_to_errno
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *self._fs.listdir(path)]
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, int, int]]:
+        # Overlaid directories list what the reader's container is shown (its cpuN).  Each
+        # entry carries its type: glibc before 2.35 counts CPUs by DT_DIR entries.
+        entries: list[str | tuple[str, int, int]] = [".", ".."]
+        for name in self._fs.listdir(path, mfusepy.fuse_get_context()[2]):
+            try:
+                kind = stat.S_IFDIR if self._fs.is_dir(f"{path.rstrip('/')}/{name}") else stat.S_IFREG
+            except NotFound:
+                continue  # gone since the listing
+            entries.append((name, kind, 0))
+        return entries
 
     @_errors_to_errno
     def open(self, path: str, flags: int) -> int:

@@ -258,7 +258,7 @@ class LowLevelAdapter:
             mode, nlink, size = stat.S_IFDIR | 0o555, 2, 0
         else:
             # Not 0 like procfs: sendfile and splice read through the page cache, up to the size.
-            mode, nlink, size = stat.S_IFREG | 0o444, 1, self._fs.size(node.path)
+            mode, nlink, size = stat.S_IFREG | self._fs.file_mode(node.path), 1, self._fs.size(node.path)
             self._told[nodeid] = size
         t = self._seconds
         return _ATTR.pack(nodeid, size, (size + 511) // 512, t, t, t, 0, 0, 0, mode, nlink, 0, 0, 0, 4096, 0)
@@ -368,7 +368,9 @@ class LowLevelAdapter:
         _, offset, size, _ = _READ_IN.unpack_from(body)
         node = self._node(nodeid)
         entries = [(b".", nodeid, DT_DIR), (b"..", node.parent, DT_DIR)]
-        for child_name in self._fs.listdir(node.path):
+        # Overlaid directories list what the reader's container is shown (its cpuN).  Each
+        # entry carries its type: glibc before 2.35 counts CPUs by DT_DIR entries.
+        for child_name in self._fs.listdir(node.path, pid):
             child = self._child(nodeid, child_name)
             if child:  # else gone since the listing
                 entries.append((child_name.encode(), child, DT_DIR if self._nodes[child - 1].is_dir else DT_REG))

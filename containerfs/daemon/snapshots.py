@@ -20,7 +20,7 @@ MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 # A forgotten handle costs nothing; a kept one about 200 bytes without content.
 MAX_HANDLES = 65536
 # A handle names its file too (handle % KINDS), so a forgotten handle still reads its view.
-KINDS = 256
+KINDS = 1 << 20  # distinct file paths (views and passed-through host files)
 
 
 class Snapshots:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from containerfs import __version__
@@ -46,7 +46,8 @@ from containerfs.status.model import (
     Views,
     to_json,
 )
-from containerfs.views.registry import VIEWS
+from containerfs.views.overlays import bind_targets
+from containerfs.views.registry import VIEWS, device_views
 from containerfs.views.uptime import seconds_up
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ T = TypeVar("T")
 _OPEN_FILES = 64
 
 
-def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
+def count_views(mounts: list[Mount], source: str, dev: str | None, served: Iterable[str] = VIEWS) -> Views:
     """This mountpoint's views in a mount table: served by the daemon's mount (dev), or stale.
 
     A view's source names its daemon's mountpoint; a view from that mountpoint on another
@@ -62,7 +63,7 @@ def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
     """
     views = visible_views(mounts, source)
     live = sum(mount.dev == dev for mount in views)
-    return Views(live, len(views) - live, len(VIEWS))
+    return Views(live, len(views) - live, len(bind_targets(served)))
 
 
 class OomWatch:
@@ -158,10 +159,12 @@ class StatusCollector:
         online = host.online_cpus()
         dev = self._dev()
         now = time.monotonic()
+        # What injection binds on this host: the views, one stat file per block device.
+        served = (*VIEWS, *device_views(host))
         rows, keys = [], set()
         for record in discover(report.proc_root, self.resolver):
             key = cgroups.identity(record.cgroups)
-            row = self._container(report, record, key, cgroups, online, host_uptime, dev, now)
+            row = self._container(report, record, key, cgroups, online, host_uptime, dev, now, served)
             if row is not None:
                 rows.append(row)
                 keys.add(key)
@@ -178,6 +181,7 @@ class StatusCollector:
         host_uptime: float,
         dev: str | None,
         now: float,
+        served: tuple[str, ...],
     ) -> Container | None:
         proc_root, paths = report.proc_root, record.cgroups
         try:
@@ -197,7 +201,7 @@ class StatusCollector:
             return Cpu(visible, quota, (usage.user_ns + usage.system_ns) / 1e9)
 
         def views() -> Views:
-            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev)
+            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev, served)
 
         # Only containers that read a view are sampled: the others have no load history.
         averages = report.loads.get(key)

@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
-from containerfs.views import cpu_online, cpuinfo, diskstats, loadavg, meminfo, stat, swaps, uptime
-from containerfs.views.base import View
+from collections.abc import Iterable
+
+from containerfs.host.files import HostFiles
+from containerfs.views import (
+    block_stat,
+    cpu_dir,
+    cpu_offline,
+    cpu_online,
+    cpu_possible,
+    cpu_present,
+    cpuinfo,
+    diskstats,
+    loadavg,
+    meminfo,
+    stat,
+    swaps,
+    uptime,
+    vmstat,
+)
+from containerfs.views.base import Overlay, View
 
 VIEWS: dict[str, View] = {
     view.path: view
@@ -15,15 +33,27 @@ VIEWS: dict[str, View] = {
         uptime.VIEW,
         diskstats.VIEW,
         swaps.VIEW,
+        vmstat.VIEW,
         cpu_online.VIEW,
+        cpu_possible.VIEW,
+        cpu_present.VIEW,
+        cpu_offline.VIEW,
     )
 }
 
+# Directories served whole: their views above, the host's other entries passed through.
+OVERLAYS: dict[str, Overlay] = {overlay.path: overlay for overlay in (cpu_dir.OVERLAY,)}
 
-def directories() -> set[str]:
+
+def device_views(host: HostFiles) -> dict[str, View]:
+    """Views of the host's block devices, which come and go: one sysfs stat file each."""
+    return block_stat.views(host)
+
+
+def directories(paths: Iterable[str] = VIEWS) -> set[str]:
     """Every directory that leads to a view, "" being the mount's root."""
     dirs = {""}
-    for path in VIEWS:
+    for path in paths:
         parts = path.split("/")[:-1]
         dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     return dirs

@@ -8,7 +8,8 @@ from containerfs.procfs.uptime import Uptime, parse_uptime, render_uptime
 from containerfs.views.base import View, ViewContext, proc_file
 
 
-def _start_ticks(ctx: ViewContext) -> int:
+def start_ticks(ctx: ViewContext) -> int:
+    """When the container began, in clock ticks after the host booted."""
     procfs = ProcFS(ctx.host.proc_root)
     if ctx.container.init_pid is not None:
         return procfs.process(ctx.container.init_pid).stat().starttime
@@ -39,7 +40,7 @@ def render(ctx: ViewContext) -> str:
     host = parse_uptime(ctx.host.proc("uptime"))
     usage = ctx.cgroups.cpu_usage(ctx.paths)
     uptime = container_uptime(
-        host, _start_ticks(ctx), ctx.clock_ticks, len(ctx.visible_cpus()), (usage.user_ns + usage.system_ns) / 1e9
+        host, start_ticks(ctx), ctx.clock_ticks, len(ctx.visible_cpus()), (usage.user_ns + usage.system_ns) / 1e9
     )
     return render_uptime(uptime)
 

@@ -27,7 +27,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
 PREFIX = "cfstest"
 # Per-session token: the end-of-session sweep only touches what this session created.
-SESSION = uuid.uuid4().hex[:6]
+# CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
+# suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
+SESSION = os.environ.get("CFSTEST_SESSION") or uuid.uuid4().hex[:6]
 
 # The eight synthesized files: mount-relative path -> path inside the container.
 VIEW_FILES = {
@@ -120,6 +122,47 @@ class DaemonError(RuntimeError):
     """A daemon exited or did not serve in time."""
 
 
+def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[int, str, str, str]]:
+    """Every containerfs mount on the machine that is neither a view file at its own target
+    nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
+
+    mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
+    Allowed: a view mounted at its target (/proc/meminfo), also under a rootfs prefix
+    (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
+    own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
+    """
+    source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
+    stray: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/mnt")
+            if ns in seen:
+                continue
+            mounts = parse_mountinfo(read_text(f"/proc/{entry}/mountinfo"))
+        except OSError:
+            continue  # exited while we looked, or a kernel thread
+        seen.add(ns)
+        for mount in mounts:
+            if mount.fstype != "fuse.containerfs" or (source is not None and mount.source != source):
+                continue
+            whole_copy = mount.root == "/"
+            # A view (a file, or the cpu directory bound whole) mirrors its target's path.
+            at_target = mount.root.startswith(("/proc/", "/sys/")) and mount.mountpoint.endswith(mount.root)
+            if mount.mountpoint == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), mount.mountpoint, mount.root, mount.source))
+    return stray
+
+
+def assert_no_stray_views(mountpoint: str | os.PathLike[str] | None = None) -> None:
+    """Check every mount namespace on the machine: no containerfs mount at "/" or outside
+    the view targets (see stray_views).  Use after every lifecycle step."""
+    stray = stray_views(mountpoint)
+    assert not stray, f"containerfs mounts outside view targets (pid, at, root, source): {stray}"
+
+
 class FuseDaemon:
     """A FUSE daemon running in the foreground as a child of this process, in its own session."""
 
@@ -132,7 +175,7 @@ class FuseDaemon:
         ready_file: str = "proc/meminfo",
     ) -> None:
         self.name = name
-        self.argv = list(argv)
+        self.argv = [str(arg) for arg in argv]  # tests pass Paths among the options
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
@@ -149,7 +192,7 @@ class FuseDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        log(f"starting {self.name}: {' '.join(self.argv)}")
+        log(f"starting {self.name}: {' '.join(map(str, self.argv))}")
         with open(self.log_path, "ab") as log_file:
             # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
             # which then stops the daemon itself.
@@ -390,6 +433,8 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        rbind_mounts=(),
+        block_devices=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -427,6 +472,8 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
+        for src, dst in rbind_mounts:  # with every mount below src, like docker's `-v /:/rootfs`
+            mounts.append({"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -445,13 +492,23 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        for node in block_devices:
+            rdev = os.stat(node).st_rdev
+            major, minor = os.major(rdev), os.minor(rdev)
+            spec["linux"].setdefault("devices", []).append(
+                {"path": str(node), "type": "b", "major": major, "minor": minor, "fileMode": 0o660, "uid": 0, "gid": 0}
+            )
+            resources.setdefault("devices", []).append(
+                {"allow": True, "type": "b", "major": major, "minor": minor, "access": "rw"}
+            )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         spec["linux"]["cgroupsPath"] = cgroups_path
         if hooks:
             spec["hooks"] = hooks
-        if annotations:
-            spec["annotations"] = annotations
+        # Only this test's own daemons (their mountpoints are under tmp_path) give these
+        # containers views: a packaged daemon watching every container declines them.
+        spec["annotations"] = {"io.containerfs.mountpoint": f"{self.tmp_path}/*", **(annotations or {})}
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
@@ -463,6 +520,8 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        rbind_mounts: the same, recursive (the mounts below the source come along).
+        block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

@@ -25,6 +25,8 @@ web = (template_proc / "cgroup").read_text().split("::", 1)[1].strip()
 template_cg = root / "cgroup" / web.lstrip("/")
 (root / "cgroup" / "churn").mkdir()
 fs = ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgroup")))
+status_text = (template_proc / "status").read_text()
+stat_text = (template_proc / "stat").read_text()
 
 def rss_kb():
     for line in open("/proc/self/status"):
@@ -32,19 +34,25 @@ def rss_kb():
             return int(line.split()[1])
 
 def container(i):
+    # Plain strings, not pathlib: pathlib interns every path part, which would grow this
+    # process, not the core.
     pid = 100000 + i
-    cg = root / "cgroup" / "churn" / f"c{i}"
-    shutil.copytree(template_cg, cg, copy_function=os.link, ignore=shutil.ignore_patterns("sub"))
-    proc = root / "proc" / str(pid)
-    shutil.copytree(template_proc, proc, symlinks=True, copy_function=os.link, ignore=shutil.ignore_patterns("task"))
+    cg = os.path.join(str(root), "cgroup", "churn", "c" + str(i))
+    shutil.copytree(str(template_cg), cg, copy_function=os.link, ignore=shutil.ignore_patterns("sub"))
+    proc = os.path.join(str(root), "proc", str(pid))
+    no_tasks = shutil.ignore_patterns("task")
+    shutil.copytree(str(template_proc), proc, symlinks=True, copy_function=os.link, ignore=no_tasks)
     for name in ("cgroup", "status", "stat"):
-        os.unlink(proc / name)
-    (proc / "cgroup").write_text(f"0::/churn/c{i}\n")
-    (proc / "status").write_text((template_proc / "status").read_text().replace("2000", str(pid)))
-    (proc / "stat").write_text((template_proc / "stat").read_text().replace("2000", str(pid), 1))
+        os.unlink(os.path.join(proc, name))
+    with open(os.path.join(proc, "cgroup"), "w") as f:
+        f.write("0::/churn/c%d\n" % i)
+    with open(os.path.join(proc, "status"), "w") as f:
+        f.write(status_text.replace("2000", str(pid)))
+    with open(os.path.join(proc, "stat"), "w") as f:
+        f.write(stat_text.replace("2000", str(pid), 1))
     for kind, base in (("pid", 5_000_000), ("mnt", 6_000_000)):
-        os.unlink(proc / "ns" / kind)
-        os.symlink(f"{kind}:[{base + i}]", proc / "ns" / kind)
+        os.unlink(os.path.join(proc, "ns", kind))
+        os.symlink("%s:[%d]" % (kind, base + i), os.path.join(proc, "ns", kind))
     for path in VIEWS:
         handle = fs.open(path, pid)
         first = fs.read(handle, 1 << 16, 0, pid)

@@ -71,9 +71,13 @@ class FakeCore:
             return False
         raise NotFound(path)
 
-    def listdir(self, path: str) -> list[str]:
-        self._call("listdir", path)
+    def listdir(self, path: str, pid: int | None = None) -> list[str]:
+        self._call("listdir", path, pid)
         return TREE[path.strip("/")]
+
+    def file_mode(self, path: str) -> int:
+        self._call("file_mode", path)
+        return 0o444
 
     def size(self, path: str) -> int:
         self._call("size", path)
@@ -113,8 +117,12 @@ def test_getattr_of_a_directory_and_a_file(core: FakeCore) -> None:
 
 def test_readdir_lists_the_core_tree(core: FakeCore) -> None:
     adapter = adapter_of(core)
-    assert adapter.readdir("/", 0) == [".", "..", "proc", "sys"]
+    # each entry with its type (glibc before 2.35 counts cpuN entries of type DT_DIR)
+    assert adapter.readdir("/", 0) == [".", "..", ("proc", stat.S_IFDIR, 0), ("sys", stat.S_IFDIR, 0)]
+    assert adapter.readdir("/proc", 0) == [".", "..", ("meminfo", stat.S_IFREG, 0)]
     assert adapter.readdir("/sys", 0) == [".", ".."]
+    # the listing is the caller's: an overlaid directory shows its container's entries
+    assert ("listdir", "/", CALLER_PID) in core.calls
 
 
 @pytest.mark.parametrize(("size", "offset"), [(4096, 0), (1, 0), (100, 7), (0, 5000)])

@@ -185,6 +185,8 @@ def test_nodes_follow_the_cores_tree(kernel: Kernel, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(fs, "is_dir", grown_is_dir)
     size = fs.size
     monkeypatch.setattr(fs, "size", lambda path: 4096 if path.strip("/") == "proc/extra" else size(path))
+    file_mode = fs.file_mode
+    monkeypatch.setattr(fs, "file_mode", lambda path: 0o444 if path.strip("/") == "proc/extra" else file_mode(path))
     extra = kernel.lookup(proc, "extra")
     assert extra not in (proc, kernel.node("proc/meminfo")) and kernel.lookup(proc, "extra") == extra
     monkeypatch.undo()
@@ -315,3 +317,20 @@ def test_a_refused_reply_is_answered_eio_and_the_loop_goes_on(monkeypatch: pytes
         assert kernel.adapter._fs.stats.errors == 1
     finally:
         kernel.close()
+
+
+def test_directories_are_listed_for_the_reading_process(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overlaid directories show each container its own entries (its cpuN): READDIR asks the
+    core with the caller's pid."""
+    fs = kernel.adapter._fs
+    listdir = fs.listdir
+    callers: list[int | None] = []
+
+    def recording(path: str, pid: int | None = None) -> list[str]:
+        callers.append(pid)
+        return listdir(path, pid)
+
+    monkeypatch.setattr(fs, "listdir", recording)
+    proc = kernel.node("proc")
+    assert kernel.call(ll.READDIR, read_in(0, 0, 4096), proc, pid=4321)[0] == 0
+    assert callers == [4321]

@@ -23,6 +23,7 @@ from containerfs.procfs.mountinfo import parse_mountinfo
 from containerfs.status.collect import OomWatch, StatusCollector, count_views
 from containerfs.status.exporter import parse_listen
 from containerfs.status.model import Views
+from containerfs.views.overlays import bind_targets
 from containerfs.views.registry import VIEWS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,12 +67,12 @@ CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4", "/dev/sda1")
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
-        ([CONTAINER_ROOT], Views(0, 0, 8)),
-        ([CONTAINER_ROOT, view(301, "0:45", "meminfo"), view(302, "0:45", "stat")], Views(2, 0, 8)),
+        ([CONTAINER_ROOT], Views(0, 0, 9)),
+        ([CONTAINER_ROOT, view(301, "0:45", "meminfo"), view(302, "0:45", "stat")], Views(2, 0, 9)),
         # from a daemon that is gone; one of them covered by the live daemon's
         (
             [CONTAINER_ROOT, view(301, "0:44", "meminfo"), view(302, "0:45", "meminfo"), view(303, "0:44", "stat")],
-            Views(1, 1, 8),
+            Views(1, 1, 9),
         ),
         # another mountpoint's daemon's views, and lxcfs's, are not ours
         (
@@ -80,7 +81,7 @@ CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4", "/dev/sda1")
                 view(301, "0:50", "meminfo", "containerfs:/srv/other"),
                 mountinfo_line(302, "0:51", "/proc/stat", "/proc/stat", "fuse.lxcfs", "lxcfs"),
             ],
-            Views(0, 0, 8),
+            Views(0, 0, 9),
         ),
     ],
 )
@@ -155,16 +156,18 @@ def test_collect_counts_live_and_stale_views(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "v2", root, symlinks=True)
     own = tmp_path / "own-mountinfo"
     own.write_text(CONTAINER_ROOT + mountinfo_line(50, "0:45", "/", "/var/lib/containerfs", "fuse.containerfs"))
+    fs = make_fs(root)
+    # What injection binds: the proc views, the cpu directory, one stat per block device.
+    targets = bind_targets(fs.views())
+    assert len(targets) == len(VIEWS) - 4 + 1 + 6
     lines = [CONTAINER_ROOT] + [
         mountinfo_line(301 + i, "0:45" if i < 6 else "0:40", f"/{p}", f"/{p}", "fuse.containerfs")
-        for i, p in enumerate(VIEWS)
+        for i, p in enumerate(targets)
     ]
     (root / "proc" / str(WEB) / "mountinfo").write_text("".join(lines))
-    status = StatusCollector(
-        report_of(make_fs(root)), "/var/lib/containerfs", "3.14.0", own_mountinfo=str(own)
-    ).collect()
+    status = StatusCollector(report_of(fs), "/var/lib/containerfs", "3.14.0", own_mountinfo=str(own)).collect()
     web = next(row for row in status.containers if row.init_pid == WEB)
-    assert web.views == Views(6, 2, 8)
+    assert web.views == Views(6, len(targets) - 6, len(targets))
 
 
 def test_unknown_requests_are_refused() -> None:
