@@ -50,8 +50,6 @@ _CORE_ERRORS = tuple(_ERRNO)
 LOOKUP, FORGET, GETATTR, OPEN, READ, STATFS, RELEASE, FLUSH, INIT = 1, 2, 3, 14, 15, 17, 18, 25, 26
 OPENDIR, READDIR, RELEASEDIR, INTERRUPT, DESTROY, BATCH_FORGET = 27, 28, 29, 36, 38, 42
 NOTIFY_INVAL_INODE, NOTIFY_STORE = 2, 4
-# How long an OPEN waits for its notifications (see _prepare_pages).
-_NOTICE_WAIT_SECONDS = 0.02
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
 READ_LOCKOWNER = 1 << 1  # set on every direct-I/O READ, never on a page-cache one
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
@@ -120,7 +118,7 @@ class LowLevelAdapter:
         self._told: dict[int, int] = {}  # node id -> the size the kernel was last given
         self._cached: set[int] = set()  # nodes a page-cache read may have left pages of
         self._resize: set[int] = set()  # nodes whose inode size may be wrong (see _prepare_pages)
-        self._notices: queue.SimpleQueue[tuple[list[bytes], threading.Event]] = queue.SimpleQueue()
+        self._notices: queue.SimpleQueue[list[bytes]] = queue.SimpleQueue()
         self._notifier: threading.Thread | None = None
         self._open_files: dict[int, int] = {}  # node id -> files open on it
         self.served = False
@@ -321,11 +319,11 @@ class LowLevelAdapter:
         ignore the shrink of a read in flight, whose reader would read on past its
         content; otherwise an empty store marks the size stale, for the next stat to ask,
         and the node stays marked.  Both wait for pages locked by reads in flight, which
-        this loop answers: a helper thread sends them.  With no other file open on the
-        node nothing is locked, and the loop waits (briefly) until they are done; with
-        others open it goes on at once, to answer their reads (never a deadlock nor a
-        stall; under such contention the opener may still meet a page filled for another
-        reader).  Direct-I/O reads never mark a node.
+        this loop answers.  With no other file open on the node nothing is locked, and the
+        loop sends them itself before it answers the OPEN; with others open a helper
+        thread sends them while the loop goes on answering their reads (never a deadlock
+        nor a stall; under such contention the opener may still meet a page filled for
+        another reader).  Direct-I/O reads never mark a node.
         """
         self._cached.discard(nodeid)
         notices = [_NOTIFY_INVAL_INODE.pack(_NOTIFY_INVAL_INODE.size, NOTIFY_INVAL_INODE, 0, nodeid, 0, 0)]
@@ -339,25 +337,26 @@ class LowLevelAdapter:
                 )
             else:
                 notices.append(_NOTIFY_STORE.pack(_NOTIFY_STORE.size, NOTIFY_STORE, 0, nodeid, size, 0, 0))
+        if alone:  # nothing is locked: the loop sends them itself, before its reply
+            self._send_notices(notices)
+            return
+        # Pages may be locked by reads in flight, which only this loop can end.
         if self._notifier is None:
             self._notifier = threading.Thread(target=self._notify, name="fuse-notifier", daemon=True)
             self._notifier.start()
-        done = threading.Event()
-        self._notices.put((notices, done))
-        if alone:  # else pages are locked by reads in flight, which only this loop can end
-            done.wait(_NOTICE_WAIT_SECONDS)
+        self._notices.put(notices)
 
     def _notify(self) -> None:
         while True:
-            notices, done = self._notices.get()
-            try:
-                for notice in notices:
-                    os.write(self._fd, notice)
-            except OSError as err:
-                if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
-                    log.warning("a FUSE notification failed: %s", err)
-            finally:
-                done.set()
+            self._send_notices(self._notices.get())
+
+    def _send_notices(self, notices: list[bytes]) -> None:
+        try:
+            for notice in notices:
+                os.write(self._fd, notice)
+        except OSError as err:
+            if err.errno != errno.ENOENT:  # ENOENT: the kernel has no inode for it now
+                log.warning("a FUSE notification failed: %s", err)
 
     def _opendir(self, nodeid: int, pid: int, body: memoryview) -> bytes:
         if not self._node(nodeid).is_dir:
