@@ -41,6 +41,7 @@ from containerfs.host.mounttable import mount_source
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # The kernel asks again only when these expire; nothing in the tree ever changes.
 TREE_TIMEOUT_SECONDS = 86400
 _ERRNO: dict[type[Exception], int] = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR, ReadFailed: errno.EIO}
@@ -236,11 +237,19 @@ class LowLevelAdapter:
         if major > KERNEL_MAJOR:  # the kernel then asks again with ours
             return struct.pack("<II", KERNEL_MAJOR, KERNEL_MINOR) + bytes(_INIT_OUT.size - 8)
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        for service in self._services:
-            try:
-                service.start()
-            except Exception:  # the views matter more than any one helper thread
-                log.exception("%s did not start", type(service).__name__)
+        # They inherit a mask without the stop signals: SIGTERM must land on this thread,
+        # the loop's, to interrupt its read of /dev/fuse.
+        unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for service in self._services:
+                try:
+                    service.start()
+                except Exception:  # the views matter more than any one helper thread
+                    log.exception("%s did not start", type(service).__name__)
+            self._notifier = threading.Thread(target=self._notify, name="fuse-notifier", daemon=True)
+            self._notifier.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
         self.served = True
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
         reply = _INIT_OUT.pack(KERNEL_MAJOR, min(minor, KERNEL_MINOR), max_readahead, 0, 16, 12, 4096, 1, 0, 0, 0)
@@ -341,9 +350,9 @@ class LowLevelAdapter:
             self._send_notices(notices)
             return
         # Pages may be locked by reads in flight, which only this loop can end.
-        if self._notifier is None:
-            self._notifier = threading.Thread(target=self._notify, name="fuse-notifier", daemon=True)
-            self._notifier.start()
+        if self._notifier is None:  # not served yet (INIT starts it)
+            self._send_notices(notices)
+            return
         self._notices.put(notices)
 
     def _notify(self) -> None:
@@ -439,9 +448,7 @@ def serve(fs: ContainerFS, mountpoint: str, foreground: bool, services: Sequence
         try:
             if lib.fuse_daemonize(int(foreground)) != 0:
                 raise RuntimeError("fuse_daemonize failed")
-            previous = {
-                sig: signal.signal(sig, adapter.signalled) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-            }
+            previous = {sig: signal.signal(sig, adapter.signalled) for sig in STOP_SIGNALS}
             try:
                 adapter.serve(lib.fuse_session_fd(session))
             finally:

@@ -35,7 +35,7 @@ from containerfs.status.collect import StatusCollector
 from containerfs.views.overlays import bind_targets
 
 if TYPE_CHECKING:
-    from containerfs.daemon.fuse_adapter import Service
+    from containerfs.daemon.fuse_lowlevel import Service
 
 log = logging.getLogger("containerfs")
 
