@@ -7,6 +7,7 @@ Limits are read at the cgroup and at every ancestor: the smallest one applies.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -288,6 +289,21 @@ class CgroupReader:
                 old = devices.get(dev, IoDevice())
                 devices[dev] = IoDevice(*(max(x, y) for x, y in zip(old, seen)))
         return devices
+
+    # -- pressure --------------------------------------------------------------------
+
+    def pressure(self, paths: CgroupPaths, resource: str) -> str | None:
+        """The cgroup's RESOURCE.pressure text; None on v1/hybrid or where PSI is off."""
+        if self.layout is not Layout.V2:
+            return None
+        try:
+            # Missing with psi=0 or `cgroup.pressure` 0 (Linux 6.1+); some kernels
+            # keep the files and answer EOPNOTSUPP instead.
+            return self._read(paths, resource, f"{resource}.pressure")
+        except OSError as err:
+            if err.errno == errno.EOPNOTSUPP:
+                return None
+            raise
 
     # -- tasks -----------------------------------------------------------------------
 

@@ -134,4 +134,20 @@ def docker_args(mountpoint: str) -> str:
     from containerfs.views.registry import VIEWS
 
     mountpoint = os.path.abspath(mountpoint)
-    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in VIEWS)
+    return " ".join(
+        f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro"
+        for view in VIEWS
+        if spec_mount_allowed(container_path(view))
+    )
+
+
+# runc (checkProcMount) refuses spec mounts under /proc except these files: the other
+# views under /proc (pressure/*) reach Docker containers by `inject` or the hook.
+_RUNC_PROC_FILES = frozenset(
+    f"/proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg", "slabinfo")
+)
+
+
+def spec_mount_allowed(target: str) -> bool:
+    """Whether a runtime accepts a bind mount at target in the container's spec."""
+    return not target.startswith("/proc/") or target in _RUNC_PROC_FILES

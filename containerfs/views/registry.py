@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from containerfs.views import cpu_online, cpuinfo, diskstats, loadavg, meminfo, stat, swaps, uptime
+from containerfs.views import (
+    cpu_online,
+    cpuinfo,
+    diskstats,
+    loadavg,
+    meminfo,
+    pressure_cpu,
+    pressure_io,
+    pressure_memory,
+    stat,
+    swaps,
+    uptime,
+)
 from containerfs.views.base import View
 
 VIEWS: dict[str, View] = {
@@ -16,6 +28,9 @@ VIEWS: dict[str, View] = {
         diskstats.VIEW,
         swaps.VIEW,
         cpu_online.VIEW,
+        pressure_cpu.VIEW,
+        pressure_memory.VIEW,
+        pressure_io.VIEW,
     )
 }
 

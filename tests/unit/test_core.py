@@ -25,12 +25,16 @@ WEB_EXEC = 2002  # `docker exec` into web: the same container, another reader
 
 
 def test_every_view_module_is_registered() -> None:
-    modules = [m.name for m in pkgutil.iter_modules(containerfs.views.__path__) if m.name not in ("base", "registry")]
+    modules = [
+        m.name
+        for m in pkgutil.iter_modules(containerfs.views.__path__)
+        if m.name not in ("base", "registry", "pressure")
+    ]
     assert modules, "no view modules found"
     for name in modules:
         view = importlib.import_module(f"containerfs.views.{name}").VIEW
         assert VIEWS.get(view.path) is view, f"{name} is not in the registry"
-    assert len(VIEWS) == len(modules) == 8
+    assert len(VIEWS) == len(modules) == 11
 
 
 @pytest.fixture
@@ -60,7 +64,8 @@ def meminfo_value(text: bytes, key: str) -> int:
 def test_tree() -> None:
     fs = make_fs(FIXTURES / "v2")
     assert fs.listdir("/") == ["proc", "sys"]
-    assert fs.listdir("/proc") == ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime"]
+    assert fs.listdir("/proc") == ["cpuinfo", "diskstats", "loadavg", "meminfo", "pressure", "stat", "swaps", "uptime"]
+    assert fs.listdir("/proc/pressure") == ["cpu", "io", "memory"]
     assert fs.listdir("/sys/devices/system/cpu") == ["online"]
     assert fs.is_dir("/sys/devices") and not fs.is_dir("/proc/meminfo")
     for bad in ("/proc/nonexistent", "/proc/meminfo/x", "/sys/devices/system/cpu/offline", "/etc"):
