@@ -7,7 +7,18 @@ import sys
 import time
 
 import pytest
-from cfs_harness import PREFIX, REPO_ROOT, SESSION, remove_cgroup_tree, v1_controller_dirs
+from cfs_harness import (
+    CGROUP_ROOT,
+    INJECTED,
+    PREFIX,
+    REPO_ROOT,
+    SESSION,
+    cgroup_v2,
+    memory_limit_file,
+    remove_cgroup_tree,
+    scaled,
+    v1_controller_dirs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +34,7 @@ def cfs(*args, stdin=None):
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
         cwd=REPO_ROOT,
     )
     assert "Traceback" not in result.stderr, result.stderr
@@ -53,7 +64,7 @@ def view_mounts(container):
 
 
 def wait_until(predicate, timeout=10.0, interval=0.1):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         try:
             if predicate():
@@ -71,7 +82,7 @@ def test_oci_hook_binds_the_views_before_the_container_starts(stage, containerfs
     rc, out, err = runc_container.one_shot(["free", "-b"], memory=LIMIT, hooks=hooks)
     assert rc == 0, err
     assert free_total(out) == LIMIT
-    assert "8 attached" in log.read_text()
+    assert f"{INJECTED} attached" in log.read_text()
 
 
 def test_oci_hook_without_a_daemon_starts_the_container_and_says_why(runc_container, tmp_path):
@@ -112,12 +123,12 @@ def test_inject_into_a_running_container_is_idempotent(containerfs_mount, runc_c
     assert memtotal(c) == HOST_MEMTOTAL
     first = cfs("inject", "--mountpoint", containerfs_mount.mountpoint, c.pid)
     assert first.returncode == 0, first.stderr
-    assert first.stdout == f"pid {c.pid}: 8 attached\n"
+    assert first.stdout == f"pid {c.pid}: {INJECTED} attached\n"
     assert free_total(c.exec("free", "-b")[1]) == LIMIT
     second = cfs("inject", "--mountpoint", containerfs_mount.mountpoint, c.pid)
     assert second.returncode == 0, second.stderr
-    assert second.stdout == f"pid {c.pid}: 8 already there\n"
-    assert view_mounts(c) == 8
+    assert second.stdout == f"pid {c.pid}: {INJECTED} already there\n"
+    assert view_mounts(c) == INJECTED
     assert memtotal(c) == LIMIT
 
 
@@ -126,7 +137,7 @@ def test_inject_all_finds_every_running_container(containerfs_mount, runc_contai
     result = cfs("inject", "--all", "--mountpoint", containerfs_mount.mountpoint)
     assert result.returncode == 0, result.stderr
     for c in containers:
-        assert f"pid {c.pid}: 8 attached\n" in result.stdout
+        assert f"pid {c.pid}: {INJECTED} attached\n" in result.stdout
         assert memtotal(c) == LIMIT
 
 
@@ -155,7 +166,7 @@ def test_watcher_injects_containers_started_with_no_mounts_and_no_hook(start_con
     start_containerfs("--watch", "--watch-include", SESSION_CGROUPS, "--watch-interval", "0.2")
     c = runc_container(memory=LIMIT)
     assert wait_until(lambda: memtotal(c) == LIMIT), "the watcher did not inject the container"
-    assert view_mounts(c) == 8
+    assert view_mounts(c) == INJECTED
 
 
 def test_watcher_wakes_when_a_cgroup_appears(start_containerfs, runc_container):
@@ -165,7 +176,7 @@ def test_watcher_wakes_when_a_cgroup_appears(start_containerfs, runc_container):
     c = runc_container(memory=LIMIT)
     started = time.monotonic()
     assert wait_until(lambda: memtotal(c) == LIMIT, timeout=10), daemon.log()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
 
 
 def test_watcher_leaves_excluded_containers_alone(start_containerfs, runc_container):
@@ -193,7 +204,7 @@ def test_kill_9_then_restart_heals_running_containers(start_containerfs, runc_co
     second = start_containerfs(mountpoint=mountpoint)  # no fusermount -u, no inject
     for i, c in enumerate(containers):
         assert wait_until(lambda c=c, i=i: memtotal(c) == LIMIT + i * 2**20, timeout=5), second.log()
-        assert view_mounts(c) == 8  # the stale mounts were swapped, not stacked
+        assert view_mounts(c) == INJECTED  # the stale mounts were swapped, not stacked
     assert [c.pid for c in containers] == pids  # nothing was restarted
     assert "healed views in 3 containers" in second.log()
 
@@ -210,14 +221,12 @@ def test_clean_stop_leaves_host_files_then_restart_restores_views(start_containe
     assert view_mounts(c) == 0
     start_containerfs("--run-dir", run_dir, mountpoint=mountpoint)
     assert wait_until(lambda: memtotal(c) == LIMIT, timeout=5)
-    assert view_mounts(c) == 8
+    assert view_mounts(c) == INJECTED
 
 
 @pytest.fixture
 def memory_cgroup():
-    hierarchy = v1_controller_dirs().get("memory")
-    if hierarchy is None:
-        pytest.skip("needs the v1 memory controller (this host's layout)")
+    hierarchy = CGROUP_ROOT if cgroup_v2() else v1_controller_dirs()["memory"]
     path = hierarchy / f"{PREFIX}-{SESSION}-lxc"
     path.mkdir()
     try:
@@ -228,7 +237,7 @@ def memory_cgroup():
 
 def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
     """What LXC does: a new mount namespace, the rootfs mounted, then lxc.hook.mount."""
-    (memory_cgroup / "memory.limit_in_bytes").write_text(str(LIMIT))
+    (memory_cgroup / memory_limit_file()).write_text(str(LIMIT))
     rootfs = tmp_path / "rootfs"
     (rootfs / "proc").mkdir(parents=True)
     (rootfs / "sys").mkdir()
@@ -252,10 +261,10 @@ def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
         "PYTHONPATH": str(REPO_ROOT),
         "CONTAINERFS_MOUNTPOINT": str(containerfs_mount.mountpoint),
     }
-    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=scaled(60))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["MemTotal:", str(LIMIT // 1024), "kB"]
-    assert "container c1: 8 attached" in result.stderr
+    assert f"container c1: {INJECTED} attached" in result.stderr
 
 
 def test_a_namespace_that_hangs_does_not_stall_injection(start_containerfs):
@@ -276,7 +285,7 @@ def test_a_namespace_that_hangs_does_not_stall_injection(start_containerfs):
         started = time.monotonic()
         with pytest.raises(OSError, match="did not answer within 1s"):
             apply_in_namespace(own, [step], {0: tree}, timeout=1.0)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < scaled(5)
     finally:
         os.close(own)
         os.close(tree)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import CONTAINER_PYTHON, REPO_ROOT
+from cfs_harness import ALL_VIEWS, CONTAINER_PYTHON, REPO_ROOT, VIEW_FILES, scaled
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def status(daemon, *args, user=()):
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     argv = [*user, sys.executable, "-m", "containerfs", "status", "--mountpoint", str(daemon.mountpoint)]
     argv += ["--run-dir", str(daemon.run_dir), *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/", env=env)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60), cwd="/", env=env)
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result
 
@@ -75,7 +75,7 @@ def check(daemon, container, *args):
 
 
 def wait_for(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         value = predicate()
         if value:
@@ -117,11 +117,11 @@ def test_status_names_containers_with_their_limits(start, runc_container):
     assert (a["cpu"]["visible"], a["cpu"]["quota"]) == (1, 0.5)
     assert a["pids"]["limit"] == 50 and 1 <= a["pids"]["current"] < 50
     assert a["oom"] == {"kills": 0, "last_kill_age_seconds": None}
-    assert a["views"] == {"live": 8, "stale": 0, "total": 8}
+    assert a["views"] == {"live": len(VIEW_FILES), "stale": 0, "total": ALL_VIEWS}
     assert a["load"] is not None and 0 <= a["uptime_seconds"] < 300
     assert b["memory"]["limit"] == 128 * MiB and (b["cpu"]["visible"], b["cpu"]["quota"]) == (2, None)
     assert b["pids"]["limit"] is None
-    assert b["views"] == {"live": 0, "stale": 0, "total": 8} and b["load"] is None
+    assert b["views"] == {"live": 0, "stale": 0, "total": ALL_VIEWS} and b["load"] is None
 
     metrics = status(daemon, "--prometheus", "--container", alpha.cgroup_path)
     assert metrics.returncode == 0
@@ -187,9 +187,9 @@ def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start,
     mountpoint = tmp_path / "views"
     first = start(mountpoint=mountpoint)
     box = runc_container(name="viewer", views_from=mountpoint)
-    assert row_of(status_json(first), box)["views"] == {"live": 8, "stale": 0, "total": 8}
+    assert row_of(status_json(first), box)["views"] == {"live": len(VIEW_FILES), "stale": 0, "total": ALL_VIEWS}
     first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=10)
+    first.proc.wait(timeout=scaled(10))
     second = start(mountpoint=mountpoint)
     # The new daemon replaces the dead views in the background: each view is stale, then live.
     seen = []
@@ -197,10 +197,10 @@ def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start,
     def healed():
         views = row_of(status_json(second), box)["views"]
         seen.append(views)
-        return views == {"live": 8, "stale": 0, "total": 8}
+        return views == {"live": len(VIEW_FILES), "stale": 0, "total": ALL_VIEWS}
 
     wait_for(healed, "the new daemon to heal the views")
-    assert all(v["live"] + v["stale"] == 8 for v in seen), seen
+    assert all(v["live"] + v["stale"] == len(VIEW_FILES) for v in seen), seen
 
 
 def test_no_daemon_and_a_killed_daemon(start, run_dir):
@@ -211,7 +211,7 @@ def test_no_daemon_and_a_killed_daemon(start, run_dir):
     assert status(daemon).returncode == 0
 
     daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait(timeout=10)
+    daemon.proc.wait(timeout=scaled(10))
     assert sockets[0].exists(), "a killed daemon cannot remove its socket"
     result = status(daemon)
     assert result.returncode == 1
