@@ -123,7 +123,7 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
             if pid_ns not in inits:
                 init = resolver.init_of(pid, pid_ns)
                 init_mnt = resolver.ns(init, "mnt")
-                init_cgroups = resolver.cgroups_of(init)
+                init_cgroups = resolver.container_cgroups_of(init)
                 inits[pid_ns] = naming_path(init_cgroups)
                 seen.add((pid_ns, init_mnt))
                 record = _record(init, pid_ns, init_mnt, init_cgroups)
@@ -134,7 +134,7 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
             seen.add((pid_ns, mnt_ns))
             # Its own mount namespace in another's pid namespace: a pod member, unless
             # its cgroup lies in the init's (a service with a private /tmp, say).
-            cgroups = resolver.cgroups_of(pid)
+            cgroups = resolver.container_cgroups_of(pid)
             if within(naming_path(cgroups), inits[pid_ns]):
                 continue
             record = _record(pid, pid_ns, mnt_ns, cgroups)
