@@ -248,15 +248,15 @@ def test_threaded_cgroups(containerfs_mount, runc_container):
     assert (app / "t1" / "cgroup.type").read_text().strip() == "threaded"
     assert len((app / "t1" / "cgroup.threads").read_text().split()) == 1
     # The loadavg sampler counts every thread of the container, threaded cgroups included:
-    # the init's main thread and its two spinning threads.
+    # the init's main thread and its two spinning threads (one runs at a time: the GIL).
     deadline = time.monotonic() + scaled(20)
     while True:
         rc, out, err = c.exec("cat", "/proc/loadavg")
         running, total = map(int, out.split()[3].split("/"))
-        if running >= 2 or time.monotonic() > deadline:
+        if (running >= 1 and total >= 3) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert 2 <= running <= total and total >= 3, out
+    assert 1 <= running <= total and total >= 3, out
     assert float(out.split()[0]) >= 0, out
     # A reader in a threaded cgroup reads the container's memory figures.
     rc, out, err = c.sh("echo $$ > /sys/fs/cgroup/app/cgroup.procs && head -1 /proc/meminfo")
