@@ -15,7 +15,7 @@ for disk in vda vdb; do mkfs.ext4 -q /dev/$disk && mkdir -p /run/$disk && mount 
 # the repository is read-only here, so no byte code or pytest cache is written to it.
 mkdir -p /run/cfs-it
 # Everything here is several times slower than on the host: the harness stretches its timeouts.
-export CI=true TMPDIR=/run/cfs-it PYTHONDONTWRITEBYTECODE=1 CONTAINERFS_IT_SLOW=6 CONTAINERFS_IT_DISKS="/run/vda /run/vdb"
+export CONTAINERFS_IT_GUEST=1 CI=true TMPDIR=/run/cfs-it PYTHONDONTWRITEBYTECODE=1 CONTAINERFS_IT_SLOW=10 CONTAINERFS_IT_DISKS="/run/vda /run/vdb"
 set --
 while IFS= read -r arg; do set -- "$@" "$arg"; done < "$out/args"
 [ $# -gt 0 ] || set -- tests/integration
