@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
 """Shared plumbing for the containerfs benchmarks (not a benchmark itself).
 
-- Daemon: start containerfs or lxcfs in the foreground on a temp mountpoint, wait
-  until it serves, stop it (SIGTERM, then ``fusermount3 -uz`` and SIGKILL if needed).
+- ContainerfsDaemon, LxcfsDaemon: the integration tests' FuseDaemon (start in the
+  foreground on a temp mountpoint, wait until it serves, stop), serving <workdir>/mnt.
 - Cgroup: create/configure/empty/remove a cgroup v1 group in several hierarchies.
 - container_argv(): argv that runs a command "inside a container": a process that is
   the init of a fresh pid namespace, has its own mount namespace and has moved itself
   into the benchmark cgroup before exec'ing the command.
 - Run as a script (``python3 _harness.py loop PATH START DURATION`` or
   ``python3 _harness.py cat PATH``) it is the reader process used by bench_reads.py.
-
-Only the standard library is used here, so readers start fast.
 """
 
 from __future__ import annotations
@@ -33,196 +31,47 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 HARNESS = Path(__file__).resolve()
 
+# The daemons, mounts and containers of the integration tests, shared (tests/integration/cfs_harness.py).
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests" / "integration")]
+from cfs_harness import (  # noqa: E402
+    DaemonError,
+    FuseDaemon,
+    containerfs_argv,
+    force_unmount,
+    is_mounted,
+    log,
+)
+
+__all__ = ["DaemonError", "FuseDaemon", "force_unmount", "is_mounted", "log"]
+
 # The container's first process runs this: join every listed cgroup.procs ("0" means
 # "the writing process", resolved in the writer's own pid namespace), then exec the
 # command after "--".
 _JOIN_SCRIPT = 'while [ "$1" != "--" ]; do echo 0 > "$1" || exit 97; shift; done; shift; exec "$@"'
 
 
-def log(msg: str) -> None:
-    """Progress output goes to stderr so stdout holds only the results."""
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- mounts
-
-
-def _unescape_mountinfo(field: str) -> str:
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def is_mounted(path: str | os.PathLike[str]) -> bool:
-    """True if ``path`` is a mount point in this process's mount namespace."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 4 and _unescape_mountinfo(fields[4]) == target:
-                return True
-    return False
-
-
-def fuse_unmount(path: str | os.PathLike[str]) -> None:
-    """Lazy-unmount ``path`` while it is still mounted (fusermount3, then umount)."""
-    for argv in (["fusermount3", "-uz", str(path)], ["umount", "-l", str(path)]):
-        if not is_mounted(path):
-            return
-        try:
-            subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log(f"  warning: {argv[0]} {path}: {exc}")
-
-
-# -------------------------------------------------------------------------- daemons
-
-
-class DaemonError(RuntimeError):
-    pass
-
-
-class Daemon:
-    """A FUSE daemon serving ``<workdir>/mnt`` in the foreground."""
-
-    def __init__(self, name: str, workdir: Path) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.mountpoint = workdir / "mnt"
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def env(self) -> dict[str, str] | None:
-        return None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, ready_file: str = "proc/meminfo", timeout: float = 30.0) -> None:
-        """Start the daemon and wait until ``ready_file`` can be read through the mount."""
-        self.mountpoint.mkdir(parents=True, exist_ok=True)
-        argv = self.argv()
-        log(f"starting {self.name}: {' '.join(argv)}")
-        with open(self.log_path, "wb") as logf:
-            # New session: a Ctrl-C in the terminal reaches only the harness, which
-            # then stops the daemon itself in its finally blocks.
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(REPO_ROOT),
-                env=self.env(),
-            )
-        probe = self.mountpoint / ready_file
-        deadline = time.monotonic() + timeout
-        last_error = "not mounted yet"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DaemonError(
-                    f"{self.name} exited with status {self.proc.returncode} before serving "
-                    f"{probe}; log:\n{self.log_tail()}"
-                )
-            if is_mounted(self.mountpoint):
-                try:
-                    with open(probe, "rb") as f:
-                        if f.read():
-                            log(f"{self.name} ready (pid {self.proc.pid}) on {self.mountpoint}")
-                            return
-                        last_error = "empty read"
-                except OSError as exc:
-                    last_error = repr(exc)
-            time.sleep(0.1)
-        raise DaemonError(
-            f"{self.name} did not serve {probe} within {timeout:.0f}s ({last_error}); log:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(log empty)"
-
-    def stop(self) -> None:
-        """SIGTERM, wait; then force: fusermount3 -uz and SIGKILL.  Never raises."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                log(f"  {self.name} ignored SIGTERM for 10s")
-            except OSError:
-                pass
-        if is_mounted(self.mountpoint):
-            log(f"  {self.name}: {self.mountpoint} still mounted, fusermount3 -uz")
-            fuse_unmount(self.mountpoint)
-        if proc is not None and proc.poll() is None:
-            log(f"  {self.name}: SIGKILL pid {proc.pid}")
-            try:
-                proc.kill()
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        if proc is not None and proc.returncode not in (None, 0, -signal.SIGTERM):
-            log(f"  {self.name} exited with status {proc.returncode} after SIGTERM")
-        if is_mounted(self.mountpoint):
-            fuse_unmount(self.mountpoint)
-
-
-class ContainerfsDaemon(Daemon):
+class ContainerfsDaemon(FuseDaemon):
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (), floor: bool = False) -> None:
-        super().__init__("containerfs", workdir)
-        self.extra_args = list(extra_args)
-        self.floor = floor
-
-    def argv(self) -> list[str]:
-        if self.floor:  # the adapter alone, no views computed (floor_daemon.py)
-            return [sys.executable, str(REPO_ROOT / "benchmarks" / "floor_daemon.py"), str(self.mountpoint)]
-        # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
-        run_dir = ["--run-dir", str(self.workdir / "run")] if "--run-dir" not in self.extra_args else []
-        return [sys.executable, "-m", "containerfs", "mount", "-f", *run_dir, *self.extra_args, str(self.mountpoint)]
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + pp if pp else "")
-        return env
+        self.workdir = workdir
+        mountpoint = workdir / "mnt"
+        if floor:  # the adapter alone, no views computed (floor_daemon.py)
+            argv = [sys.executable, str(BENCH_DIR / "floor_daemon.py"), str(workdir / "run"), str(mountpoint)]
+        else:
+            # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
+            run_dir = ["--run-dir", str(workdir / "run")] if "--run-dir" not in extra_args else []
+            argv = containerfs_argv(mountpoint, *run_dir, *extra_args)
+        super().__init__("containerfs", argv, mountpoint, workdir / "containerfs.log")
 
 
-class LxcfsDaemon(Daemon):
+class LxcfsDaemon(FuseDaemon):
     def __init__(self, workdir: Path, binary: str = "lxcfs") -> None:
-        super().__init__("lxcfs", workdir)
-        self.binary = binary
-
-    def argv(self) -> list[str]:
-        return [self.binary, "-f", "-l", "--enable-cfs", "-p", str(self.workdir / "lxcfs.pid"), str(self.mountpoint)]
-
-
-def containerfs_available() -> str | None:
-    """None if ``python -m containerfs mount`` can plausibly run, else the reason."""
-    if not (REPO_ROOT / "containerfs" / "__main__.py").exists():
-        return f"{REPO_ROOT}/containerfs/__main__.py missing"
-    if not (REPO_ROOT / "containerfs" / "fuse_adapter.py").exists():
-        return f"{REPO_ROOT}/containerfs/fuse_adapter.py missing (FUSE layer not written yet)"
-    return None
+        self.workdir = workdir
+        mountpoint = workdir / "mnt"
+        argv = [binary, "-f", "-l", "--enable-cfs", "-p", str(workdir / "lxcfs.pid"), str(mountpoint)]
+        super().__init__("lxcfs", argv, mountpoint, workdir / "lxcfs.log")
 
 
-def make_daemon(name: str, workdir: Path, containerfs_args: Sequence[str] = (), floor: bool = False) -> Daemon:
+def make_daemon(name: str, workdir: Path, containerfs_args: Sequence[str] = (), floor: bool = False) -> FuseDaemon:
     if name == "containerfs":
         return ContainerfsDaemon(workdir, containerfs_args, floor)
     if name == "lxcfs":
@@ -392,7 +241,7 @@ def ignore_interrupts() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def run_cleanups(steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
+def run_cleanups(steps: Sequence[tuple[str, Callable[[], object]]]) -> None:
     ignore_interrupts()
     for what, fn in steps:
         try:

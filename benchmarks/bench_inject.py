@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 
 from _harness import REPO_ROOT, ContainerfsDaemon, LxcfsDaemon, log
-
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-sys.path.insert(0, str(REPO_ROOT))
 from cfs_harness import PREFIX, SESSION, ContainerFactory
 
 from containerfs.containers.discover import discover
@@ -90,11 +87,10 @@ def bench_heal(work: Path, factory: ContainerFactory, n: int, rounds: int) -> No
     daemon.start()
     try:
         print(f"inject: {n} containers, one `containerfs inject` command: {inject(daemon.mountpoint, pids):.3f} s")
-        for label, stop in (("kill -9", lambda: daemon.proc.kill()), ("clean stop", daemon.stop)):
+        for label, stop in (("kill -9", daemon.kill), ("clean stop", daemon.stop)):
             times = []
             for _ in range(rounds):
                 stop()
-                daemon.proc.wait()
                 started = time.monotonic()
                 daemon.proc = None
                 daemon.start(timeout=30)
@@ -120,8 +116,7 @@ def bench_lxcfs_restart(work: Path, factory: ContainerFactory, n: int) -> None:
         containers = [
             factory.create(memory=(128 + i) * MIB, name=f"l{i}", views_from=lxcfs.mountpoint) for i in range(n)
         ]
-        lxcfs.proc.kill()
-        lxcfs.proc.wait()
+        lxcfs.kill()
         subprocess.run(["fusermount3", "-uz", str(lxcfs.mountpoint)], check=True)  # lxcfs needs this by hand
         lxcfs.proc = None
         lxcfs.start()

@@ -11,6 +11,7 @@ the daemon's CPU time over a quiet period with no reads.  Prints numbers; not a 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -19,18 +20,16 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 from _harness import (
     Cgroup,
-    Daemon,
     DaemonError,
     Terminated,
     container_argv,
-    containerfs_available,
     install_signal_handlers,
     kill_procs,
     log,
@@ -190,10 +189,11 @@ def bench_daemon(
     args: argparse.Namespace,
     containers: list[subprocess.Popen[bytes]],
 ) -> Measurement:
-    daemon: Daemon = make_daemon(name, workdir, args.containerfs_arg)
+    daemon = make_daemon(name, workdir, args.containerfs_arg)
+    daemon.ready_file = "proc/loadavg"
     m = Measurement(name, len(cgroups))
     try:
-        daemon.start(ready_file="proc/loadavg")
+        daemon.start()
         if args.baseline_seconds > 0:
             log(f"{name}: idle CPU over {args.baseline_seconds:g}s (no container tracked)")
             cpu, wall, clock = measure_cpu(daemon.pid, args.baseline_seconds)
@@ -289,10 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
 
     notes: list[str] = []
-    if "containerfs" in fs_list and (why := containerfs_available()):
-        log(f"skipping containerfs: {why}")
-        notes.append(f"containerfs skipped: {why}")
-        fs_list.remove("containerfs")
     if "lxcfs" in fs_list and shutil.which("lxcfs") is None:
         notes.append("lxcfs not installed: skipped")
         fs_list.remove("lxcfs")
@@ -333,9 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1
     finally:
-        steps = [("stop containers", lambda: stop_containers(containers, cgroups))]
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop containers", functools.partial(stop_containers, containers, cgroups))
+        ]
         steps += [(f"remove /{cg.name}", cg.remove) for cg in cgroups]
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs]
         run_cleanups(steps)
     if results or notes:
         print_results(results, notes)

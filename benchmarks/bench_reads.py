@@ -12,6 +12,7 @@ shows the median reads/s.  Prints numbers; it is not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -21,18 +22,17 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _harness import (
     CGROUP_ROOT,
     HARNESS,
     Cgroup,
-    Daemon,
     DaemonError,
+    FuseDaemon,
     Terminated,
     container_argv,
-    containerfs_available,
     install_signal_handlers,
     kill_procs,
     log,
@@ -44,21 +44,13 @@ from _harness import (
     spawn,
 )
 
+from containerfs.cgroup.files import parse_cpu_list
+
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio")
 MEM_LIMIT = 512 * 1024 * 1024
 CFS_QUOTA = 100000
 CFS_PERIOD = 100000
 FILESYSTEMS = ("containerfs", "lxcfs")
-
-
-def parse_cpulist(text: str) -> list[int]:
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 def setup_cgroup(name: str) -> tuple[Cgroup, int]:
@@ -72,7 +64,7 @@ def setup_cgroup(name: str) -> tuple[Cgroup, int]:
     cg.write("memory", "memory.limit_in_bytes", str(MEM_LIMIT))
     cg.write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD))
     cg.write("cpu", "cpu.cfs_quota_us", str(CFS_QUOTA))
-    ncpus = min(len(parse_cpulist(cpus)), math.ceil(CFS_QUOTA / CFS_PERIOD))
+    ncpus = min(len(parse_cpu_list(cpus)), math.ceil(CFS_QUOTA / CFS_PERIOD))
     log(
         f"cgroup /{cg.name}: memory {MEM_LIMIT >> 20} MiB, quota {CFS_QUOTA}/{CFS_PERIOD}, "
         f"cpuset {cpus} (mems {mems}) -> expect {ncpus} visible cpu(s)"
@@ -126,7 +118,7 @@ def check_content(name: str, content: str, ncpus: int) -> list[str]:
     return problems
 
 
-def verify(cg: Cgroup, daemon: Daemon, files: Sequence[str], ncpus: int) -> dict[str, str]:
+def verify(cg: Cgroup, daemon: FuseDaemon, files: Sequence[str], ncpus: int) -> dict[str, str]:
     """Read each file once inside the container; return {file: problem text} (empty = OK)."""
     bad: dict[str, str] = {}
     for name in files:
@@ -282,13 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
 
     notes: list[str] = []
-    if "containerfs" in fs_list:
-        why = containerfs_available()
-        if why:
-            log(f"skipping containerfs: {why}")
-            notes.append(f"containerfs skipped: {why}")
-            fs_list.remove("containerfs")
-
     print(
         f"# bench_reads: {time.strftime('%Y-%m-%d %H:%M:%S')}, kernel {platform.release()}, "
         f"{os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}, "
@@ -298,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     workdirs: dict[str, Path] = {}
-    daemons: dict[str, Daemon] = {}
+    daemons: dict[str, FuseDaemon] = {}
     cg: Cgroup | None = None
     results: dict[tuple[str, int, str], list[float]] = {}
     cpu_per_read: dict[tuple[str, int, str], list[float]] = {}
@@ -336,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if note:
                         notes.append(f"run {rep + 1} /proc/{name} x{n} {fs}: {note}")
         for fs in fs_list:
-            if daemons[fs].proc is not None and daemons[fs].proc.poll() is not None:
+            proc = daemons[fs].proc
+            if proc is not None and proc.poll() is not None:
                 notes.append(f"{fs} daemon died during the benchmark; log:\n" + daemons[fs].log_tail())
                 status = 1
     except (KeyboardInterrupt, Terminated) as exc:
@@ -347,13 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("benchmark aborted by an error (traceback on stderr)")
         status = 1
     finally:
-        steps = []
+        steps: list[tuple[str, Callable[[], object]]] = []
         if cg is not None:
             steps.append(("kill readers", cg.kill_all))
         steps += [(f"stop {fs}", d.stop) for fs, d in daemons.items()]
         if cg is not None:
             steps.append(("remove cgroup", cg.remove))
-        steps += [(f"remove {p}", lambda p=p: remove_workdir(p)) for p in workdirs.values()]
+        steps += [(f"remove {p}", functools.partial(remove_workdir, p)) for p in workdirs.values()]
         run_cleanups(steps)
     if results or notes:
         print_table(results, cpu_per_read, files, reader_counts, fs_list, bad, notes)

@@ -45,7 +45,10 @@ def main() -> int:
     else:
         fixtures = REPO / "tests" / "fixtures"
         hosts = {
-            name: (Options(*(str(fixtures / name / d) for d in ("proc", "sys", "cgroup"))), 2000)
+            name: (
+                Options(str(fixtures / name / "proc"), str(fixtures / name / "sys"), str(fixtures / name / "cgroup")),
+                2000,
+            )
             for name in ("v1", "v2", "hybrid")
         }
     print(f"{'view':<32}" + "".join(f"{name:>10}" for name in hosts) + "   (us per render)")

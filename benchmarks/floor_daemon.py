@@ -4,7 +4,8 @@
 What remains is what every containerfs read pays whatever it computes: the kernel's
 FUSE round trips, libfuse, mfusepy and the adapter.  bench_reads.py --floor measures
 it against lxcfs, to show how much of containerfs's cost is the binding rather than
-the views.  Usage: floor_daemon.py MOUNTPOINT (stays in the foreground).
+the views.  Usage: floor_daemon.py RUN_DIR MOUNTPOINT (stays in the foreground; RUN_DIR
+holds the control socket, as `mount --run-dir`).
 """
 
 from __future__ import annotations
@@ -25,4 +26,5 @@ def host_file(self: ContainerFS, view: View, pid: int) -> bytes:
 
 if __name__ == "__main__":
     ContainerFS.render = host_file  # type: ignore[method-assign]
-    sys.exit(mount.mount(sys.argv[-1], Options(), True, "WARNING"))
+    run_dir, mountpoint = sys.argv[1:3]
+    sys.exit(mount.mount(mountpoint, Options(), True, "WARNING", run_dir, None))

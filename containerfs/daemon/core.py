@@ -15,7 +15,7 @@ from time import perf_counter_ns
 from typing import NamedTuple
 
 from containerfs.cgroup.layout import Hierarchies, detect
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.reader import open_reader
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.counters import Stats
 from containerfs.daemon.errors import IsADirectory, NotFound
@@ -46,7 +46,7 @@ class ContainerFS:
         self.host = HostFiles(options.proc_root, options.sys_root, self.files)
         self.hierarchies: Hierarchies = detect(options.cgroup_root)
         self.clock_ticks = os.sysconf("SC_CLK_TCK")
-        self.cgroups = CgroupReader(self.hierarchies, self.clock_ticks, self.files)
+        self.cgroups = open_reader(self.hierarchies, self.clock_ticks, self.files)
         self.resolver = Resolver(options.proc_root)
         self.registry = StateRegistry()
         self.stats = Stats()

@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 
-from containerfs.cgroup.reader import CgroupGone, CgroupReader
+from containerfs.cgroup.reader import CgroupGone, CgroupReader, NotMounted
 from containerfs.daemon.counters import Stats
+from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
 from containerfs.host.fsread import read_text
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
@@ -26,6 +27,7 @@ class LoadSampler:
         self.passes = 0
         self.cpu_ns = 0
         self.last_pass_ns: int | None = None
+        self._absent = RateLimitedLog(log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,8 +55,14 @@ class LoadSampler:
             try:
                 tasks = self.count(state)
             except CgroupGone:
+                # Only a removed cgroup ends a container's tracking.
                 self.registry.remove(state.key)
                 self.cgroups.forget(state.cgroups)
+                continue
+            except NotMounted as err:
+                # A hierarchy that is absent now may be mounted later: keep the container
+                # and its averages, and sample it again next pass.
+                self._absent.warning("not mounted", "load sampling of %s skipped: %s", state.key, err)
                 continue
             except OSError as err:
                 self.stats.error()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 
@@ -13,9 +14,17 @@ class Mount(NamedTuple):
     root: str = ""  # the path inside the filesystem that is mounted (a bind mount's file)
 
 
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
 def _unescape(field: str) -> str:
-    # Spaces, tabs, newlines and backslashes in paths are written as octal escapes.
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    # The kernel writes a path's bytes as they are, except space, tab, newline and
+    # backslash, which become \ooo octal escapes: undo only those, on the bytes, so a
+    # UTF-8 name stays UTF-8 (text read with surrogateescape keeps undecodable bytes).
+    if "\\" not in field:
+        return field
+    raw = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def parse_mountinfo(text: str) -> list[Mount]:

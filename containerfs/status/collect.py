@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from containerfs import __version__
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.reader import CgroupReader, open_reader
 from containerfs.containers.cpus import visible_cpus
 from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.resolve import Resolver
@@ -148,7 +148,7 @@ class StatusCollector:
 
     def _containers(self, files: FileCache) -> list[Container]:
         options = self.fs.options
-        cgroups = CgroupReader(self.fs.hierarchies, self.fs.clock_ticks, files)
+        cgroups = open_reader(self.fs.hierarchies, self.fs.clock_ticks, files)
         host = HostFiles(options.proc_root, options.sys_root, files)
         host_uptime = parse_uptime(host.proc("uptime")).up
         online = host.online_cpus()

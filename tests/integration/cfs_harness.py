@@ -5,6 +5,8 @@ Used by conftest.py (fixtures) and by the tests.  Naming: containers are
 cleanup (and the end-of-session sweep) only ever touches what this session created.
 """
 
+from __future__ import annotations
+
 import errno
 import json
 import os
@@ -14,7 +16,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+
+from containerfs.host.fsread import read_text
+from containerfs.procfs.mountinfo import parse_mountinfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -106,96 +112,143 @@ def sweep_leftovers():
 
 
 # --------------------------------------------------------------------------- FUSE daemons
+# Shared with the benchmarks (benchmarks/_harness.py imports them).
 
 
-def mount_count(path):
-    """How many mounts are stacked at path."""
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return sum(1 for line in f if line.split()[4] == path)
+def log(msg: str) -> None:
+    """Progress on stderr: pytest captures it, and a benchmark's stdout keeps only its results."""
+    print(msg, file=sys.stderr, flush=True)
 
 
-def is_mounted(path):
+def mount_count(path: str | os.PathLike[str]) -> int:
+    """How many mounts are stacked at path in this process's mount namespace."""
+    target = os.path.realpath(path)
+    return sum(1 for mount in parse_mountinfo(read_text("/proc/self/mountinfo")) if mount.mountpoint == target)
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
     return mount_count(path) > 0
 
 
-def force_unmount(path):
+def force_unmount(path: str | os.PathLike[str]) -> None:
+    """Lazily detach every mount stacked at path (fusermount3, then umount).  Never raises."""
     for _ in range(5):
-        if not is_mounted(path):
-            return
-        subprocess.run(["fusermount3", "-uz", str(path)], capture_output=True, timeout=20)
-        if is_mounted(path):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=20)
+        for argv in (["fusermount3", "-uz", str(path)], ["umount", "-l", str(path)]):
+            if not is_mounted(path):
+                return
+            try:
+                subprocess.run(argv, capture_output=True, timeout=20)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log(f"  warning: {argv[0]} {path}: {exc}")
+
+
+class DaemonError(RuntimeError):
+    """A daemon exited or did not serve in time."""
 
 
 class FuseDaemon:
-    """A FUSE daemon running in the foreground as a child of the test process."""
+    """A FUSE daemon running in the foreground as a child of this process, in its own session."""
 
-    def __init__(self, name, argv, mountpoint, log_path, ready_file="proc/meminfo"):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        mountpoint: str | os.PathLike[str],
+        log_path: str | os.PathLike[str],
+        ready_file: str = "proc/meminfo",
+    ) -> None:
         self.name = name
-        self.argv = argv
+        self.argv = list(argv)
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout=10.0):
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was never started"
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> FuseDaemon:
+        """Start the daemon and wait until ready_file can be read through the mount."""
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+        log(f"starting {self.name}: {' '.join(self.argv)}")
+        with open(self.log_path, "ab") as log_file:
+            # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
+            # which then stops the daemon itself.
+            proc = self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=str(REPO_ROOT),
                 env=env,
                 start_new_session=True,
             )
         timeout = scaled(timeout)
+        probe = self.mountpoint / self.ready_file
         deadline = time.monotonic() + timeout
-        last_err = None
+        last_error = "not mounted yet"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early with rc={self.proc.returncode}:\n" + self.log())
+            if proc.poll() is not None:
+                raise DaemonError(f"{self.name} exited early with rc={proc.returncode}:\n" + self.log_tail())
             if is_mounted(self.mountpoint):
                 try:
-                    with open(self.mountpoint / self.ready_file, "rb") as f:
+                    with open(probe, "rb") as f:
                         if f.read():
                             return self
+                        last_error = "empty read"
                 except OSError as exc:
-                    last_err = exc
+                    last_error = repr(exc)
             time.sleep(0.05)
-        raise RuntimeError(f"{self.name} not ready within {timeout}s (last error {last_err!r}):\n" + self.log())
+        raise DaemonError(f"{self.name} did not serve {probe} within {timeout}s ({last_error}):\n" + self.log_tail())
 
-    def alive(self):
+    def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def path(self, rel):
+    def path(self, rel: str) -> Path:
         return self.mountpoint / rel
 
-    def log(self):
+    def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
-    def stop(self, timeout=10.0):
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:]) or "(log empty)"
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the daemon dies as in a crash, its mount is left dead."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait; then detach the mount and SIGKILL.  Never raises."""
+        proc = self.proc
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
                 try:
-                    self.proc.wait(timeout=scaled(timeout))
+                    proc.wait(timeout=scaled(timeout))
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
+                    log(f"  {self.name} ignored SIGTERM for {timeout}s")
+                    # Detached first: a daemon stuck in a FUSE request may only die once
+                    # its mount is gone.
+                    force_unmount(self.mountpoint)
+                    proc.kill()
+                    proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log(f"  {self.name}: stopping pid {proc.pid if proc else '?'} failed: {exc!r}")
         finally:
             force_unmount(self.mountpoint)
 
 
-def containerfs_argv(mountpoint, *extra):
+def containerfs_argv(mountpoint: str | os.PathLike[str], *extra: str) -> list[str]:
     return [sys.executable, "-m", "containerfs", "mount", "-f", *extra, str(mountpoint)]
 
 

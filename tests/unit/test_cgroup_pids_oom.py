@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from containerfs.cgroup.layout import detect
-from containerfs.cgroup.reader import CgroupReader
+from containerfs.cgroup.reader import CgroupReader, open_reader
 from containerfs.cgroup.records import PidsCounters
 from containerfs.host.fsread import FileCache
 from containerfs.procfs.process import parse_proc_cgroup
@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def reader(host: str) -> CgroupReader:
-    return CgroupReader(detect(str(FIXTURES / host / "cgroup")), os.sysconf("SC_CLK_TCK"), FileCache(max_open=64))
+    return open_reader(detect(str(FIXTURES / host / "cgroup")), os.sysconf("SC_CLK_TCK"), FileCache(max_open=64))
 
 
 def cgroups_of(host: str, pid: int) -> dict[str, str]:
@@ -62,5 +62,5 @@ def test_oom_kills_absent_on_old_v1_kernels(tmp_path: Path) -> None:
     for controller in ("memory", "pids"):
         (root / controller / "c").mkdir(parents=True)
     (root / "memory" / "c" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
-    cgroups = CgroupReader(detect(str(root)), 100, FileCache(max_open=8))
+    cgroups = open_reader(detect(str(root)), 100, FileCache(max_open=8))
     assert cgroups.oom_kills({"memory": "/c", "pids": "/c"}) is None

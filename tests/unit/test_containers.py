@@ -123,14 +123,14 @@ def test_a_reused_cgroup_namespace_number_is_looked_up_again(tmp_path: Path) -> 
     root = tmp_path / "v2"
     shutil.copytree(FIXTURES / "v2", root, symlinks=True)
     resolver = Resolver(str(root / "proc"), membership_seconds=0)
-    assert resolver.resolve(7001).cgroups == {"": "/machine.slice/deleg.scope"}
+    assert resolver.resolve(7001) == Container({"": "/machine.slice/deleg.scope"}, 7000)
     # The namespace number now belongs to another container, elsewhere in the tree.
     other = "/machine.slice/other.scope"
     for pid in (7000, 7001):
         (root / "proc" / str(pid) / "cgroup").write_text(f"0::{other}/sub\n")
         mountinfo = root / "proc" / str(pid) / "mountinfo"
         mountinfo.write_text(mountinfo.read_text().replace("/machine.slice/deleg.scope", other))
-    assert resolver.resolve(7001).cgroups == {"": other}
+    assert resolver.resolve(7001) == Container({"": other}, 7000)
 
 
 def test_a_bind_of_the_hosts_cgroup_tree_lifts_nothing(tmp_path: Path) -> None:
@@ -139,4 +139,4 @@ def test_a_bind_of_the_hosts_cgroup_tree_lifts_nothing(tmp_path: Path) -> None:
     mountinfo = root / "proc" / "7001" / "mountinfo"
     mountinfo.write_text(mountinfo.read_text().replace("0:70 /machine.slice/deleg.scope ", "0:70 / "))
     resolver = Resolver(str(root / "proc"))
-    assert resolver.resolve(7001).cgroups == {"": "/machine.slice/deleg.scope/work.slice"}
+    assert resolver.resolve(7001) == Container({"": "/machine.slice/deleg.scope/work.slice"}, 7000)

@@ -92,7 +92,7 @@ NOLIMIT_FREE = (HOST_MEMTOTAL - 409600, HOST_MEMFREE)  # 15956156, 9826432
 # AMBIG: SwapFree = SwapTotal - used, or additionally capped by the host's SwapFree
 HOSTSWAP_FREE0 = (HOST_SWAPTOTAL, HOST_SWAPFREE)
 
-MEM_ROWS = []
+MEM_ROWS: list[tuple[object, ...]] = []
 for _h in ALL:
     for _pid in (2000, 2001, 2002):
         MEM_ROWS.append((_h, _pid, *WEB_MEM))
@@ -319,7 +319,7 @@ def test_diskstats_without_io_shows_no_host_counters(host, pid):
 # ---------------------------------------------------------------------------------------
 # swaps: (host, pid, None for header only | (size kB, used kB))
 # ---------------------------------------------------------------------------------------
-SWAP_ROWS = []
+SWAP_ROWS: list[tuple[object, ...]] = []
 for _h in ALL:
     for _pid in (2000, 2001, 2002):
         SWAP_ROWS.append((_h, _pid, (262144, 65536)))

@@ -43,7 +43,10 @@ CASES = [(host, pid, path) for host in HOSTS for pid in readers(host) for path i
 @pytest.fixture(scope="module")
 def filesystems() -> dict[str, ContainerFS]:
     return {
-        host: ContainerFS(Options(*(str(FIXTURES / host / d) for d in ("proc", "sys", "cgroup")))) for host in HOSTS
+        host: ContainerFS(
+            Options(str(FIXTURES / host / "proc"), str(FIXTURES / host / "sys"), str(FIXTURES / host / "cgroup"))
+        )
+        for host in HOSTS
     }
 
 

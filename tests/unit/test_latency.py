@@ -63,7 +63,9 @@ def test_summary() -> None:
 
 
 def test_the_core_times_each_read_that_renders() -> None:
-    fs = ContainerFS(Options(*(str(FIXTURES / "v2" / d) for d in ("proc", "sys", "cgroup"))))
+    fs = ContainerFS(
+        Options(str(FIXTURES / "v2" / "proc"), str(FIXTURES / "v2" / "sys"), str(FIXTURES / "v2" / "cgroup"))
+    )
     fs.read("/proc/meminfo", 7, 0, 2000)
     fs.read("/proc/meminfo", 7, 7, 2000)  # a later offset is a slice of the snapshot: not timed
     fs.read("/proc/meminfo", 4096, 0, 1100)

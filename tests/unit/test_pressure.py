@@ -99,14 +99,14 @@ def test_eopnotsupp_reads_the_hosts_file(tmp_path: Path, monkeypatch: pytest.Mon
     shutil.copytree(FIXTURES / "v2", root, symlinks=True)
     fs = fs_over(root)
     pressure_file = str(web_cgroup(root) / "memory.pressure")
-    read = fs.cgroups.files.read
+    read = fs.files.read
 
     def refusing(path: str) -> str:
         if path == pressure_file:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         return read(path)
 
-    monkeypatch.setattr(fs.cgroups.files, "read", refusing)
+    monkeypatch.setattr(fs.files, "read", refusing)
     assert fs.render_path("proc/pressure/memory", WEB_INIT) == host_file("v2", "memory")
     assert fs.stats.fallbacks == 0
 
@@ -116,7 +116,7 @@ def test_eopnotsupp_reads_the_hosts_file(tmp_path: Path, monkeypatch: pytest.Mon
             raise OSError(errno.EIO, "Input/output error")
         return read(path)
 
-    monkeypatch.setattr(fs.cgroups.files, "read", failing)
+    monkeypatch.setattr(fs.files, "read", failing)
     assert fs.render_path("proc/pressure/memory", WEB_INIT) == host_file("v2", "memory")
     assert fs.stats.fallbacks == 1
 

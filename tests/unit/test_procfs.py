@@ -226,6 +226,24 @@ def test_mountinfo() -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("/plain", "/plain"),
+        ("/with\\040space", "/with space"),
+        ("/caf\u00e9\\040bar", "/caf\u00e9 bar"),  # UTF-8 and an escape in one name
+        ("/\u65e5\u672c\\011tab\\012newline", "/\u65e5\u672c\ttab\nnewline"),
+        ("/back\\134slash\\134040", "/back\\slash\\040"),  # an escaped backslash is not an escape
+        ("/bad\udcff\\040byte", "/bad\udcff byte"),  # not UTF-8: kept as surrogateescape
+        ("/not\\9octal", "/not\\9octal"),
+    ],
+)
+def test_mountinfo_unescapes_octal_only(field: str, path: str) -> None:
+    line = f"36 35 98:0 {field} {field} rw - ext4 {field} rw\n"
+    assert parse_mountinfo(line)[0][:3] == (path, "ext4", path)
+    assert parse_mountinfo(line)[0].root == path
+
+
+@pytest.mark.parametrize(
     ("key", "expected"),
     [("MemTotal", 16384000), ("MemFree", 8000000), ("HugePages_Total", 0), ("Hugepagesize", 2048), ("Nope", 0)],
 )
