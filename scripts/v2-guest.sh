@@ -9,12 +9,12 @@ set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$kernel" ] || ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+# Debian's generic kernel (a cloud kernel lacks what the guest needs), with its modules.
+if ! dpkg -s linux-image-amd64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends linux-image-amd64 qemu-system-x86
-    kernel=$(ls /boot/vmlinuz-* | sort -V | tail -n 1)
 fi
+kernel=$(ls /boot/vmlinuz-*-amd64 | grep -v -- -cloud- | sort -V | tail -n 1)
 if [ ! -x .vng-venv/bin/vng ]; then
     python3 -m venv .vng-venv
     .vng-venv/bin/pip install -q virtme-ng
