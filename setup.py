@@ -17,7 +17,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["containerfs", "containerfs.*"]),
-    install_requires=["mfusepy>=3.0", "psutil>=5.8"],
-    extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"]},
+    # No psutil: it reads the real /proc, and the daemon reads the roots it is given.
+    install_requires=["mfusepy>=3.0"],
+    extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"], "bench": ["psutil>=5.8"]},
     entry_points={"console_scripts": ["containerfs=containerfs.cli:main"]},
 )

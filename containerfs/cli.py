@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from containerfs import __version__
+from containerfs.host import roots
 from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
 from containerfs.status.options import add_arguments as add_status_arguments
 
@@ -20,10 +21,10 @@ DEFAULT_RUN_DIR = "/run/containerfs"
 
 
 def _add_roots(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--proc-root", default="/proc", help="where /proc is (default: %(default)s)")
-    parser.add_argument("--sys-root", default="/sys", help="where /sys is (default: %(default)s)")
+    parser.add_argument("--proc-root", default=roots.PROC_ROOT, help="where /proc is (default: %(default)s)")
+    parser.add_argument("--sys-root", default=roots.SYS_ROOT, help="where /sys is (default: %(default)s)")
     parser.add_argument(
-        "--cgroup-root", default="/sys/fs/cgroup", help="where cgroups are mounted (default: %(default)s)"
+        "--cgroup-root", default=roots.CGROUP_ROOT, help="where cgroups are mounted (default: %(default)s)"
     )
     parser.add_argument(
         "--no-cpu-quota", action="store_true", help="count CPUs from the cpuset only, ignoring the CFS quota"
@@ -93,7 +94,7 @@ def _add_injection_commands(commands: argparse._SubParsersAction) -> None:
     inject.add_argument("pids", metavar="PID", nargs="*", type=int, help="any process of the container")
     inject.add_argument("--all", action="store_true", help="every container (own pid and mount namespaces)")
     _add_mountpoint_option(inject)
-    inject.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+    inject.add_argument("--proc-root", default=roots.PROC_ROOT, help=argparse.SUPPRESS)
 
     for name, what in (("oci-hook", "OCI hook: the container state JSON on stdin"), ("lxc-hook", "lxc.hook.mount")):
         hook = commands.add_parser(name, help=f"{what}; binds the views before the container starts")
@@ -102,7 +103,7 @@ def _add_injection_commands(commands: argparse._SubParsersAction) -> None:
             "--require-daemon", action="store_true", help="fail the container's start when no daemon serves the views"
         )
         hook.add_argument("--log-file", help="also log here (default: syslog when /dev/log exists)")
-        hook.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+        hook.add_argument("--proc-root", default=roots.PROC_ROOT, help=argparse.SUPPRESS)
         # LXC passes the container name, section and hook type; runtimes pass nothing.
         hook.add_argument("runtime_args", nargs="*", help=argparse.SUPPRESS)
 
@@ -162,7 +163,9 @@ def _view_paths() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "show":
-        logging.basicConfig(level=logging.WARNING, format="containerfs: %(message)s")
+        from containerfs.daemon.logsetup import configure_logging
+
+        configure_logging(logging.WARNING, "containerfs: %(message)s")
         return _show(args)
     if args.command in ("inject", "oci-hook", "lxc-hook", "docker-args"):
         return _injection(args)

@@ -1,8 +1,7 @@
 #!/bin/sh
 # Run the whole test suite (unit and integration) as root:  ./scripts/test.sh [pytest args]
 # Installs what the integration tests drive: runc, lxcfs, fuse3, procps, sysstat, and rpm
-# (rpmbuild, rpm2archive) and python3-psutil for the RPM test, which runs the packaged code
-# with the system python3.
+# (rpmbuild, rpm2archive) for the RPM test, which runs the packaged code with the system python3.
 # Then the integration tests again on a real cgroup v2 kernel in a qemu guest
 # (scripts/v2-guest.sh), when run without pytest arguments (CI) or with V2_GUEST=1;
 # V2_GUEST=0 leaves the guest out, except under CI=true.  Either run failing fails.
@@ -14,10 +13,9 @@ if command -v apt-get >/dev/null 2>&1; then
     for tool in runc lxcfs fusermount3 iostat free rpmbuild rpm2archive; do
         command -v "$tool" >/dev/null 2>&1 || need=yes
     done
-    /usr/bin/python3 -c 'import psutil' 2>/dev/null || need=yes
     if [ -n "$need" ]; then
         apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q runc lxcfs fuse3 sysstat procps python3-venv rpm python3-psutil
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q runc lxcfs fuse3 sysstat procps python3-venv rpm
     fi
     # The packaged lxcfs service would mount /var/lib/lxcfs; the tests start their own.
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet lxcfs 2>/dev/null; then

@@ -13,6 +13,7 @@ from typing import Optional, TypeVar
 from containerfs.cgroup import files
 from containerfs.cgroup.layout import Hierarchies, Layout
 from containerfs.cgroup.records import CpuLimits, PidsCounters
+from containerfs.host.errors import Unavailable
 from containerfs.host.fsread import FileCache, read_optional
 from containerfs.host.ttl import TtlCache
 
@@ -22,11 +23,11 @@ T = TypeVar("T")
 Limit = TypeVar("Limit", int, Fraction)
 
 
-class CgroupGone(LookupError):
+class CgroupGone(Unavailable):
     """The cgroup was removed: its directory no longer exists (ENOENT, ENODEV)."""
 
 
-class NotMounted(LookupError):
+class NotMounted(Unavailable):
     """The hierarchy or controller a read needs is absent: not mounted, or not enabled here."""
 
 
@@ -209,7 +210,7 @@ class ReaderBase:
         for directory, _, _ in os.walk(top):
             text = read_optional(os.path.join(directory, name))
             if text:
-                ids.extend(int(v) for v in text.split())
+                ids.extend(files.parse_ids(text))
         return ids
 
     def forget(self, paths: CgroupPaths) -> None:

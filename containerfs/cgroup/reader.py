@@ -32,6 +32,10 @@ class CgroupReader(Protocol):
 
     def memory(self, paths: CgroupPaths) -> MemoryCounters: ...
 
+    def memory_events(self, paths: CgroupPaths) -> dict[str, int]:
+        """The MEMORY_EVENT_KEYS this kernel's memory.stat has, hierarchical; absent keys are left out."""
+        ...
+
     def oom_kills(self, paths: CgroupPaths) -> int | None:
         """Processes the OOM killer killed in the cgroup and its descendants; None: not counted."""
         ...

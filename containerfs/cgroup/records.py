@@ -33,6 +33,24 @@ MEMORY_STAT_KEYS = (
 )
 
 
+# Event counters that memory.stat and /proc/vmstat both name (counts, not bytes).  v1
+# prefixes the hierarchical ones with total_; v2 is hierarchical.  v1's pgpgin/pgpgout
+# count pages charged to the cgroup, not block I/O, so they are not among them.
+MEMORY_EVENT_KEYS = (
+    "pgfault",
+    "pgmajfault",
+    "pswpin",
+    "pswpout",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+    "workingset_activate_anon",
+    "workingset_activate_file",
+    "workingset_restore_anon",
+    "workingset_restore_file",
+    "workingset_nodereclaim",
+)
+
+
 class MemoryCounters(NamedTuple):
     limit: int | None  # bytes, minimum over the cgroup and its ancestors; None: no limit
     usage: int

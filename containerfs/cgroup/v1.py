@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from containerfs.cgroup import files
 from containerfs.cgroup.common import CgroupKey, CgroupPaths, ReaderBase, min_optional
-from containerfs.cgroup.records import CpuUsage, IoCounters, IoDevice, MemoryCounters
+from containerfs.cgroup.records import MEMORY_EVENT_KEYS, CpuUsage, IoCounters, IoDevice, MemoryCounters
 
 # (v2 key, v1 hierarchical key, v1 local key)
 _MEMORY_KEYS = [
@@ -78,6 +78,13 @@ class V1Reader(ReaderBase):
         swap_limit = None if memsw_limit is None or limit is None else max(0, memsw_limit - limit)
         swap_usage = max(0, files.parse_int(memsw_usage) - usage)
         return MemoryCounters(limit, usage, stat, True, swap_limit, swap_usage)
+
+    def memory_events(self, paths: CgroupPaths) -> dict[str, int]:
+        # total_* includes sub-cgroups; without use_hierarchy only the local key exists.
+        # v1 has no pswpin/pswpout, and workingset_activate/restore only on newer kernels.
+        raw = files.parse_flat_keyed(self._read(paths, "memory", "memory.stat") or "")
+        found = {key: raw.get("total_" + key, raw.get(key)) for key in MEMORY_EVENT_KEYS}
+        return {key: value for key, value in found.items() if value is not None}
 
     def oom_kills(self, paths: CgroupPaths) -> int | None:
         # memory.oom_control counts kills hierarchically since Linux 4.13; before, no oom_kill line.

@@ -7,7 +7,14 @@ from fractions import Fraction
 
 from containerfs.cgroup import files
 from containerfs.cgroup.common import CgroupKey, CgroupPaths, ReaderBase, join, min_optional
-from containerfs.cgroup.records import MEMORY_STAT_KEYS, CpuUsage, IoCounters, IoDevice, MemoryCounters
+from containerfs.cgroup.records import (
+    MEMORY_EVENT_KEYS,
+    MEMORY_STAT_KEYS,
+    CpuUsage,
+    IoCounters,
+    IoDevice,
+    MemoryCounters,
+)
 
 
 class V2Reader(ReaderBase):
@@ -39,6 +46,11 @@ class V2Reader(ReaderBase):
             swap_limit=self._limit_min(paths, "memory", "memory.swap.max"),
             swap_usage=files.parse_int(swap_current) if swap_current is not None else 0,
         )
+
+    def memory_events(self, paths: CgroupPaths) -> dict[str, int]:
+        # pswpin/pswpout joined memory.stat only in recent kernels: absent before.
+        raw = files.parse_flat_keyed(self._read(paths, "memory", "memory.stat") or "")
+        return {key: raw[key] for key in MEMORY_EVENT_KEYS if key in raw}
 
     def oom_kills(self, paths: CgroupPaths) -> int | None:
         # Counted in the victim's cgroup and every ancestor, unless cgroup2 is mounted with

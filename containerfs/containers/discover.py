@@ -1,22 +1,23 @@
 """Every running container on the host, found in one scan of /proc.
 
-A container is the init of a pid namespace other than the host's (what the resolver
-calls a reader's container), plus each process with its own mount namespace inside such
-a namespace whose cgroup lies outside the init's: the members of a pod that share the
-pause container's pid namespace (lxcfs #543).  Processes in the root cgroup are not
-containers (`unshare -p` on the host).
+A container is what containers.resolve says a process belongs to, the definition the
+daemon serves views by: a pid namespace other than the host's, named by its init; a
+member of a pod that shares the pause container's pid namespace with its own mount
+namespace and a cgroup outside the init's (lxcfs #543); a process in the host's pid
+namespace with its own mount namespace (`--pid=host`).  The root cgroup is not a
+container.
 
-discover() is cheap enough to run often: one readlink per process, one more for
-processes in other pid namespaces, and /proc/PID/cgroup only per new namespace.
+discover() is cheap enough to run often: two readlinks per process, and
+/proc/PID/cgroup only per new pair of namespaces.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import NamedTuple
 
-from containerfs.containers.resolve import Resolver, within
+from containerfs.containers.resolve import Resolver, naming_path
+from containerfs.host.errors import Unavailable
 
 
 class ContainerName(NamedTuple):
@@ -87,19 +88,8 @@ def container_name(cgroup_path: str) -> ContainerName:
     return ContainerName("runc", name, name, name)
 
 
-def naming_path(cgroups: dict[str, str]) -> str:
-    """The cgroup path a container is known by: memory's, else another controller's, else v2's."""
-    for controller in ("memory", "pids", "cpu", "cpuacct", ""):
-        path = cgroups.get(controller)
-        if path is not None:
-            return path
-    return next(iter(cgroups.values()), "/")
-
-
-def _record(pid: int, pid_ns: str, mnt_ns: str, cgroups: dict[str, str]) -> ContainerRecord | None:
+def _record(pid: int, pid_ns: str, mnt_ns: str, cgroups: dict[str, str]) -> ContainerRecord:
     path = naming_path(cgroups)
-    if path == "/":
-        return None
     return ContainerRecord(pid, pid_ns, mnt_ns, cgroups, path, *container_name(path))
 
 
@@ -109,37 +99,26 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
     Pass a long-lived resolver to keep its pid-namespace -> init cache between calls.
     """
     resolver = resolver if resolver is not None else Resolver(proc_root)
-    inits: dict[str, str] = {}  # pid namespace -> its init's naming path
     seen: set[tuple[str, str]] = set()  # (pid ns, mnt ns) already accounted for
-    records: list[ContainerRecord] = []
-    for pid in sorted(int(entry) for entry in os.listdir(proc_root) if entry.isdigit()):
+    records: dict[str, ContainerRecord] = {}  # naming path -> the container's record
+    for pid in resolver.procfs.pids():
         try:
-            pid_ns = resolver.ns(pid, "pid")
-            if pid_ns == resolver.host_pidns:
+            namespaces = (resolver.ns(pid, "pid"), resolver.ns(pid, "mnt"))
+            if namespaces in seen:
                 continue
-            mnt_ns = resolver.ns(pid, "mnt")
-            if (pid_ns, mnt_ns) in seen:
+            seen.add(namespaces)
+            container = resolver.container_in(pid, *namespaces)
+            if container is None:
                 continue
-            if pid_ns not in inits:
-                init = resolver.init_of(pid, pid_ns)
-                init_mnt = resolver.ns(init, "mnt")
-                init_cgroups = resolver.container_cgroups_of(init)
-                inits[pid_ns] = naming_path(init_cgroups)
-                seen.add((pid_ns, init_mnt))
-                record = _record(init, pid_ns, init_mnt, init_cgroups)
-                if record is not None:
-                    records.append(record)
-                if init_mnt == mnt_ns:
-                    continue
-            seen.add((pid_ns, mnt_ns))
-            # Its own mount namespace in another's pid namespace: a pod member, unless
-            # its cgroup lies in the init's (a service with a private /tmp, say).
-            cgroups = resolver.container_cgroups_of(pid)
-            if within(naming_path(cgroups), inits[pid_ns]):
-                continue
-            record = _record(pid, pid_ns, mnt_ns, cgroups)
-            if record is not None:
-                records.append(record)
-        except (OSError, ValueError, LookupError):
+            path = naming_path(container.cgroups)
+            if path in records:
+                continue  # another mount namespace of a container already found
+            record = _record(pid, *namespaces, container.cgroups)
+            init = container.init_pid
+            if init is not None and init != pid and naming_path(resolver.container_cgroups_of(init)) == path:
+                # Found from a member: the container is named by its init.
+                record = _record(init, namespaces[0], resolver.ns(init, "mnt"), container.cgroups)
+            records[path] = record
+        except (OSError, Unavailable):
             continue  # exited while we looked
-    return sorted(records, key=lambda r: r.init_pid)
+    return sorted(records.values(), key=lambda r: r.init_pid)

@@ -24,6 +24,11 @@ def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(value, high))
 
 
+def working_set(mem: MemoryCounters) -> int:
+    """Bytes the container cannot give back without swapping: usage less inactive page cache."""
+    return max(0, mem.usage - mem.stat.get("inactive_file", 0))
+
+
 def swap_figures(host: dict[str, int], mem: MemoryCounters) -> SwapFigures:
     host_total = host.get("SwapTotal", 0)
     if not mem.swap_accounted:

@@ -1,6 +1,7 @@
-"""Which container a reading process belongs to.
+"""Which container a process belongs to: the one definition of a container.
 
-The FUSE request carries the caller's host pid.  Namespaces decide:
+The FUSE request carries the caller's host pid; discovery (status, inject --all, the
+watcher) asks the same question of every process.  Namespaces decide:
 
 * host pid and mount namespaces: a host process, which reads the host's files;
 * host pid namespace, own mount namespace (`docker run --pid=host`): its own cgroup;
@@ -8,6 +9,8 @@ The FUSE request carries the caller's host pid.  Namespaces decide:
   caller's cgroup lies inside the init's (a shell in a sub-cgroup sees its whole
   container); elsewhere the caller's own cgroup (pods sharing one pid namespace, where
   the init is the pause container: lxcfs #543).
+
+A process whose container would be the root cgroup is a host process (`unshare -p`).
 
 On cgroup v2 a caller in a cgroup namespace of its own is lifted to that namespace's root
 when it lies below it: the container's cgroup, even when every process of the container
@@ -17,13 +20,12 @@ in a cgroup that enables controllers for its children).
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
-from containerfs.host.fsread import read_text
+from containerfs.host.errors import ParseError, ProcessGone
+from containerfs.host.proc import ProcFS
 from containerfs.host.ttl import TtlCache
-from containerfs.procfs.mountinfo import parse_mountinfo
-from containerfs.procfs.process import ProcStatus, parse_proc_cgroup, parse_proc_status
+from containerfs.procfs.process import ProcStatus
 
 _MAX_CACHED_NAMESPACES = 4096
 
@@ -31,6 +33,15 @@ _MAX_CACHED_NAMESPACES = 4096
 class Container(NamedTuple):
     cgroups: dict[str, str]  # controller -> cgroup path ("" for v2)
     init_pid: int | None  # the init of the reader's pid namespace; None in the host's
+
+
+def naming_path(cgroups: dict[str, str]) -> str:
+    """The cgroup path a container is known by: memory's, else another controller's, else v2's."""
+    for controller in ("memory", "pids", "cpu", "cpuacct", ""):
+        path = cgroups.get(controller)
+        if path is not None:
+            return path
+    return next(iter(cgroups.values()), "/")
 
 
 def within(path: str, ancestor: str) -> bool:
@@ -41,6 +52,7 @@ def within(path: str, ancestor: str) -> bool:
 class Resolver:
     def __init__(self, proc_root: str, membership_seconds: float = 1.0) -> None:
         self.proc_root = proc_root
+        self.procfs = ProcFS(proc_root)
         # The daemon runs in the host's namespaces: its own links name "the host".
         self.host_pidns = self.ns("self", "pid")
         self.host_mntns = self.ns("self", "mnt")
@@ -52,10 +64,10 @@ class Resolver:
         self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
 
     def ns(self, pid: int | str, kind: str) -> str:
-        return os.readlink(f"{self.proc_root}/{pid}/ns/{kind}")
+        return self.procfs.process(pid).ns(kind)
 
     def cgroups_of(self, pid: int) -> dict[str, str]:
-        return parse_proc_cgroup(read_text(f"{self.proc_root}/{pid}/cgroup"))
+        return self.procfs.process(pid).cgroups()
 
     def container_cgroups_of(self, pid: int) -> dict[str, str]:
         """pid's cgroups, v2's raised to the root of its cgroup namespace (its container's)."""
@@ -64,17 +76,23 @@ class Resolver:
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
         namespaces = (self.ns(pid, "pid"), self.ns(pid, "mnt"))
-        cached, container = self._recent.get(pid, lambda: (namespaces, self._resolve(pid, *namespaces)))
+        cached, container = self._recent.get(pid, lambda: (namespaces, self.container_in(pid, *namespaces)))
         if cached != namespaces:  # the pid now names another process, elsewhere
-            container = self._resolve(pid, *namespaces)
+            container = self.container_in(pid, *namespaces)
             self._recent.put(pid, (namespaces, container))
         return container
 
-    def _resolve(self, pid: int, pidns: str, mntns: str) -> Container | None:
+    def container_in(self, pid: int, pidns: str, mntns: str) -> Container | None:
+        """The container of pid, a process in namespaces pidns and mntns; None for a host process."""
         if pidns == self.host_pidns:
             if mntns == self.host_mntns:
                 return None
-            return Container(self.container_cgroups_of(pid), None)
+            container = Container(self.container_cgroups_of(pid), None)
+        else:
+            container = self._in_pid_namespace(pid, pidns)
+        return None if naming_path(container.cgroups) == "/" else container
+
+    def _in_pid_namespace(self, pid: int, pidns: str) -> Container:
         init = self.init_of(pid, pidns)
         own = self.container_cgroups_of(pid)
         if init == pid:
@@ -117,7 +135,7 @@ class Resolver:
         No file names a namespace's root, but a cgroup2 mount made inside the namespace
         has it as its root, and mountinfo prints that root from the reader's namespace.
         """
-        mounts = [m for m in parse_mountinfo(read_text(f"{self.proc_root}/{pid}/mountinfo")) if m.fstype == "cgroup2"]
+        mounts = [m for m in self.procfs.process(pid).mountinfo() if m.fstype == "cgroup2"]
         if not mounts:
             return None
         standard = [m for m in mounts if m.mountpoint == "/sys/fs/cgroup"]
@@ -141,11 +159,11 @@ class Resolver:
     def _same_ns(self, pid: int, pidns: str) -> bool:
         try:
             return self.ns(pid, "pid") == pidns
-        except OSError:
+        except OSError:  # gone (ProcessGone), or hidden from us
             return False
 
     def _status(self, pid: int) -> ProcStatus:
-        return parse_proc_status(read_text(f"{self.proc_root}/{pid}/status"))
+        return self.procfs.process(pid).status()
 
     def _find_init(self, pid: int, pidns: str) -> int:
         # Usually an ancestor: walk up while the parent shares the namespace.  A process
@@ -158,12 +176,12 @@ class Resolver:
             if status.ppid <= 0 or not self._same_ns(status.ppid, pidns):
                 break
             current = status.ppid
-        for entry in os.listdir(self.proc_root):
-            if not entry.isdigit() or not self._same_ns(int(entry), pidns):
+        for other in self.procfs.pids():
+            if not self._same_ns(other, pidns):
                 continue
             try:
-                if self._status(int(entry)).nspid[-1] == 1:
-                    return int(entry)
-            except (OSError, ValueError):
+                if self._status(other).nspid[-1] == 1:
+                    return other
+            except (ProcessGone, ParseError):
                 continue  # exited while we looked
-        raise LookupError(f"no init process found for pid namespace {pidns}")
+        raise ProcessGone(f"no init process found for pid namespace {pidns}")

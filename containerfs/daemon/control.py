@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from containerfs.daemon.runfiles import escape_path
+from containerfs.host import roots
+from containerfs.host.proc import ProcFS
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class ControlServer:
         handler: Handler,
         *,
         peer_uid: int = 0,
-        proc_root: str = "/proc",
+        proc_root: str = roots.PROC_ROOT,
         timeout: float = 5.0,
     ) -> None:
         self.path = path
@@ -142,7 +144,7 @@ class ControlServer:
             raise
         self._inode = os.stat(self.path).st_ino
         self._sock = sock
-        self._host_pidns = os.readlink(f"{self.proc_root}/self/ns/pid")
+        self._host_pidns = ProcFS(self.proc_root).self_process().ns("pid")
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
 
@@ -204,8 +206,8 @@ class ControlServer:
         if uid != self.peer_uid:
             return f"permission denied: peer pid {pid} runs as uid {uid}"
         try:
-            pidns = os.readlink(f"{self.proc_root}/{pid}/ns/pid")
-        except OSError:
+            pidns = ProcFS(self.proc_root).process(pid).ns("pid")
+        except OSError:  # gone (ProcessGone) or hidden
             return f"permission denied: peer pid {pid} cannot be checked"
         if pidns != self._host_pidns:
             return f"permission denied: peer pid {pid} is not in the host's pid namespace"

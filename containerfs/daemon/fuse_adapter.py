@@ -4,10 +4,9 @@ Every kernel round trip costs more than computing a small view, so the adapter a
 the ones it can: long entry/attr/negative timeouts (the tree never changes) and no flush
 handler (answered ENOSYS once, then the kernel stops sending it).  A read is then OPEN,
 READ, READ at EOF and RELEASE; lxcfs needs seven requests.  No open or release handler
-either: libfuse answers those itself, so only the two READs call Python (measured with
-the views' computation taken out: 139 instead of 185 us of daemon CPU per read, 1.14x
-instead of 0.88x lxcfs's reads/s with one reader).  Writes never arrive: the mount is
-read-only, so the kernel refuses them with EROFS.
+either: libfuse answers those itself, so only the two READs call Python
+(benchmarks/bench_reads.py --floor measures what that saves).  Writes never arrive: the
+mount is read-only, so the kernel refuses them with EROFS.
 """
 
 from __future__ import annotations
@@ -34,7 +33,9 @@ log = logging.getLogger(__name__)
 
 _ERRNO = {NotFound: errno.ENOENT, IsADirectory: errno.EISDIR}
 _CORE_ERRORS = tuple(_ERRNO)
-# The kernel asks again only when these expire; nothing in the tree ever changes.
+# The kernel asks again only when these expire.  The tree changes only when a block
+# device comes or goes: a new one is looked up by name when listed, a removed one's
+# cached entry reads ENOENT.
 TREE_TIMEOUT_SECONDS = 86400.0
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,11 +92,20 @@ class FuseAdapter:
         if self._fs.is_dir(path):
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2, **self._times}
         # Size 0 like procfs: with direct_io the kernel reads until EOF regardless.
-        return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": 0, **self._times}
+        return {"st_mode": stat.S_IFREG | self._fs.file_mode(path), "st_nlink": 1, "st_size": 0, **self._times}
 
     @_errors_to_errno
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *self._fs.listdir(path)]
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, int, int]]:
+        # Overlaid directories list what the reader's container is shown (its cpuN).  Each
+        # entry carries its type: glibc before 2.35 counts CPUs by DT_DIR entries.
+        entries: list[str | tuple[str, int, int]] = [".", ".."]
+        for name in self._fs.listdir(path, mfusepy.fuse_get_context()[2]):
+            try:
+                kind = stat.S_IFDIR if self._fs.is_dir(f"{path.rstrip('/')}/{name}") else stat.S_IFREG
+            except NotFound:
+                continue  # gone since the listing
+            entries.append((name, kind, 0))
+        return entries
 
     @_errors_to_errno
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
@@ -128,8 +138,8 @@ def _run(adapter: FuseAdapter, mountpoint: str, foreground: bool) -> None:
         adapter,
         mountpoint,
         foreground=foreground,
-        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop measured
-        # 0.2x the reads/s of this single thread with 4 concurrent readers.
+        # Python callbacks serialize on the GIL: libfuse's multi-threaded loop served
+        # concurrent readers slower than this single thread (bench_reads.py, README).
         nothreads=True,
         ro=True,
         allow_other=True,

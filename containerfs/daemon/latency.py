@@ -1,8 +1,8 @@
 """A latency histogram cheap enough for every read: fixed buckets, no allocation.
 
 Buckets are log-linear: each power of two is split into 8, so a quantile is known within
-1/8 of its value.  record() is a bit_length, two shifts and a list increment (under
-0.3 us with the two clock reads); the FUSE loop is the only writer, readers take a copy of the counts.
+1/8 of its value.  record() is a bit_length, two shifts and a list increment; the FUSE
+loop is the only writer, readers take a copy of the counts.
 """
 
 from __future__ import annotations

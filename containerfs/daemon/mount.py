@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import logging.handlers
 import os
 import subprocess
 import sys
 
 from containerfs.daemon import control
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.logsetup import configure_logging
+from containerfs.daemon.report import daemon_report
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.status.collect import StatusCollector
@@ -39,24 +41,13 @@ def prepare_mountpoint(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> None:
     os.makedirs(mountpoint, exist_ok=True)
 
 
-def _configure_logging(foreground: bool, level: str) -> None:
-    if foreground:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s containerfs %(levelname)s %(message)s"))
-    elif os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("containerfs[%(process)d]: %(levelname)s %(message)s"))
-    else:
-        handler = logging.NullHandler()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
-
-
 def mount(
     mountpoint: str, options: Options, foreground: bool, log_level: str, state_dir: str, watch: WatchPolicy | None
 ) -> int:
-    _configure_logging(foreground, log_level)
+    if foreground:
+        configure_logging(log_level, "%(asctime)s containerfs %(levelname)s %(message)s")
+    else:
+        configure_logging(log_level, None, "containerfs[%(process)d]: %(levelname)s %(message)s")
     mountpoint = os.path.abspath(mountpoint)
     # A daemon keeps no directory busy; libfuse would also record a mount source that
     # names a file in the working directory as that file's path.
@@ -73,7 +64,9 @@ def mount(
     from containerfs.daemon.fuse_adapter import libfuse_version, serve
 
     injection = InjectionService(mountpoint, options.proc_root, state_dir, watch, fs.hierarchies.container_dir())
-    status = control.ControlServer(control_path, StatusCollector(fs, mountpoint, libfuse_version()).handle)
+    status = control.ControlServer(
+        control_path, StatusCollector(functools.partial(daemon_report, fs), mountpoint, libfuse_version()).handle
+    )
     try:
         serve(fs, mountpoint, foreground, [injection, status])
     except RuntimeError as err:

@@ -10,16 +10,16 @@ from containerfs.cgroup.reader import CgroupGone, CgroupReader, NotMounted
 from containerfs.daemon.counters import Stats
 from containerfs.daemon.ratelimit import RateLimitedLog
 from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
-from containerfs.host.fsread import read_text
+from containerfs.host.errors import ParseError, ProcessGone
+from containerfs.host.proc import ProcFS
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger(__name__)
 
 
 class LoadSampler:
     def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats) -> None:
-        self.proc_root = proc_root
+        self.procfs = ProcFS(proc_root)
         self.cgroups = cgroups
         self.registry = registry
         self.stats = stats
@@ -35,8 +35,8 @@ class LoadSampler:
         running = blocked = total = last_pid = 0
         for tid in self.cgroups.thread_ids(state.cgroups):
             try:
-                task_state = parse_proc_stat(read_text(f"{self.proc_root}/{tid}/stat")).state
-            except (OSError, ValueError):
+                task_state = self.procfs.process(tid).stat().state
+            except ProcessGone:
                 continue  # exited between the listing and the read
             total += 1
             last_pid = max(last_pid, tid)
@@ -64,7 +64,7 @@ class LoadSampler:
                 # and its averages, and sample it again next pass.
                 self._absent.warning("not mounted", "load sampling of %s skipped: %s", state.key, err)
                 continue
-            except OSError as err:
+            except (OSError, ParseError) as err:
                 self.stats.error()
                 log.warning("load sampling of %s failed: %s", state.key, err)
                 continue

@@ -1,8 +1,8 @@
 """How the core reads kernel files: whole, as text.
 
 procfs and cgroupfs files are seq_files: a read at offset 0 regenerates them, so a file
-descriptor kept open and read with pread(fd, n, 0) gives fresh content for a third of
-the cost of open+read+close.  FileCache keeps such descriptors for files whose identity
+descriptor kept open and read with pread(fd, n, 0) gives fresh content without the
+cost of an open and a close.  FileCache keeps such descriptors for files whose identity
 is stable (host /proc files, cgroup control files); per-process files are opened anew,
 since a pid can be reused by another process.
 """

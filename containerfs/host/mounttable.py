@@ -6,11 +6,13 @@ import errno
 import os
 
 from containerfs.host.fsread import read_text
+from containerfs.host.proc import ProcFS
+from containerfs.host.roots import PROC_ROOT
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 
 # The caller's own mount table: where the daemon mounts is real even when the views
 # read injected roots (--proc-root serves fixture trees through a real mount).
-OWN_MOUNTINFO = "/proc/self/mountinfo"
+OWN_MOUNTINFO = ProcFS(PROC_ROOT).self_process().path("mountinfo")
 FSTYPE = "fuse.containerfs"
 
 
@@ -24,7 +26,7 @@ def mount_at(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> Mount | None:
 
 
 def mounts_of(pid: int | str, proc_root: str) -> list[Mount]:
-    return parse_mountinfo(read_text(f"{proc_root}/{pid}/mountinfo"))
+    return ProcFS(proc_root).process(pid).mountinfo()
 
 
 def is_dead(mountpoint: str) -> bool:

@@ -7,10 +7,12 @@ import os
 from typing import NamedTuple
 
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source, mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject import syscalls
 from containerfs.inject.namespace import Outcome, apply_in_namespace, needs_tree
 from containerfs.inject.plan import Action, Step
 from containerfs.procfs.mountinfo import Mount
+from containerfs.views.overlays import OVERLAY_DIRS
 
 
 class NotServing(Exception):
@@ -27,7 +29,13 @@ class ViewSource(NamedTuple):
 def served_views(mountpoint: str) -> tuple[str, ...]:
     """The files a live daemon serves: what it has, not what this client's version knows."""
     found = []
-    for directory, _, files in os.walk(mountpoint):
+    for directory, subdirs, files in os.walk(mountpoint):
+        rel = os.path.relpath(directory, mountpoint)
+        if rel in OVERLAY_DIRS:
+            # Bound whole (the host's entries pass through it): not walked, one target.
+            found.append(rel)
+            subdirs.clear()
+            continue
         found += [os.path.relpath(os.path.join(directory, name), mountpoint) for name in files]
     return tuple(sorted(found))
 
@@ -75,7 +83,7 @@ def carry_out(source: ViewSource, pid: int | str, steps: list[Step], proc_root: 
         for i, step in enumerate(steps):
             if needs_tree(step):
                 trees[i] = syscalls.open_tree(os.path.join(source.mountpoint, step.view))
-        mntns = os.open(f"{proc_root}/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        mntns = os.open(ProcFS(proc_root).process(pid).path("ns/mnt"), os.O_RDONLY | os.O_CLOEXEC)
         try:
             return apply_in_namespace(mntns, steps, trees)
         finally:

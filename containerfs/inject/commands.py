@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from containerfs.containers.resolve import Resolver
+from containerfs.daemon.logsetup import configure_logging
+from containerfs.host.errors import ProcessGone
 from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_source
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
@@ -38,7 +40,7 @@ def inject_into(source: ViewSource, pid: int, proc_root: str) -> list[Outcome]:
     resolver = Resolver(proc_root)
     try:
         mntns = resolver.ns(pid, "mnt")
-    except FileNotFoundError:
+    except ProcessGone:
         raise LookupError(f"no process {pid}") from None
     if mntns == resolver.host_mntns:
         raise LookupError(f"pid {pid} shares the host's mount namespace; only container processes get views")
@@ -75,18 +77,8 @@ def inject(mountpoint: str, pids: Iterable[int], every: bool, proc_root: str, ou
 def _hook_logging(log_file: str | None) -> None:
     # A runtime shows a hook's output only when the hook fails: a container that starts
     # with host views must say so where operators look.
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file))
-    elif os.path.exists("/dev/log"):
-        from logging.handlers import SysLogHandler  # here: every container start pays for the imports
-
-        handlers.append(SysLogHandler("/dev/log"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("containerfs-hook[%(process)d]: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    hook_format = "containerfs-hook[%(process)d]: %(message)s"
+    configure_logging(logging.INFO, hook_format, hook_format, log_file, log)
 
 
 def oci_hook(mountpoint: str, require_daemon: bool, proc_root: str, stdin: TextIO, log_file: str | None) -> int:
@@ -131,23 +123,16 @@ def _attach_before_start(
 
 
 def docker_args(mountpoint: str) -> str:
+    from containerfs.views.overlays import bind_targets
     from containerfs.views.registry import VIEWS
 
     mountpoint = os.path.abspath(mountpoint)
-    return " ".join(
-        f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro"
-        for view in VIEWS
-        if spec_mount_allowed(container_path(view))
-    )
+    # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
+    # block devices' stat files come with the OCI hook, `inject` or the watcher.
+    targets = [v for v in bind_targets(VIEWS) if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in targets)
 
 
-# runc (checkProcMount) refuses spec mounts under /proc except these files: the other
-# views under /proc (pressure/*) reach Docker containers by `inject` or the hook.
-_RUNC_PROC_FILES = frozenset(
-    f"/proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg", "slabinfo")
-)
-
-
-def spec_mount_allowed(target: str) -> bool:
-    """Whether a runtime accepts a bind mount at target in the container's spec."""
-    return not target.startswith("/proc/") or target in _RUNC_PROC_FILES
+_SPEC_PROC_MOUNTS = {
+    f"proc/{name}" for name in ("cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg")
+}

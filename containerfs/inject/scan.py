@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.resolve import Resolver
 from containerfs.host.mounttable import mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import host_roots, root_mount
 
 
 def mount_namespaces(proc_root: str) -> dict[str, int]:
     """mnt namespace link -> the lowest pid in it."""
     found: dict[str, int] = {}
-    for pid in sorted(int(entry) for entry in os.listdir(proc_root) if entry.isdigit()):
+    procfs = ProcFS(proc_root)
+    for pid in procfs.pids():
         try:
-            found.setdefault(os.readlink(f"{proc_root}/{pid}/ns/mnt"), pid)
+            found.setdefault(procfs.process(pid).ns("mnt"), pid)
         except OSError:
-            continue  # exited, or a kernel thread with no namespace links to read
+            continue  # exited (ProcessGone), or a kernel thread with no namespace links to read
     return found
 
 

@@ -17,19 +17,20 @@ from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
 from containerfs.host.mounttable import mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import (
     NotServing,
     ViewSource,
     carry_out,
     dead_source,
     live_source,
+    served_views,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.scan import mount_namespaces, ready_containers
-from containerfs.procfs.process import parse_proc_stat
 
 log = logging.getLogger("containerfs.inject")
 
@@ -115,10 +116,26 @@ class InjectionService:
                 elif creations.wait(timeout, self._wake_r):
                     burst_until = time.monotonic() + BURST_SECONDS
                 if not self._stop.is_set():
+                    source = self._refresh(source)
                     self.watch_once(source, policy)
         finally:
             if creations is not None:
                 creations.close()
+
+    def _refresh(self, source: ViewSource) -> ViewSource:
+        """The files served now: a block device added since the last pass brings a view.
+
+        When they changed, every container is planned again on this pass: the new views
+        are attached, the present ones kept (no fork where nothing changes).
+        """
+        try:
+            views = served_views(self.mountpoint)
+        except OSError:
+            return source
+        if views != source.views:
+            self._seen.clear()
+            source = source._replace(views=views)
+        return source
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
@@ -203,8 +220,8 @@ class InjectionService:
 
     def _identity(self, pid: int) -> tuple[str, int]:
         """A process's mount namespace and start time: together they name one container."""
-        mntns = os.readlink(f"{self.proc_root}/{pid}/ns/mnt")
-        return mntns, parse_proc_stat(read_text(f"{self.proc_root}/{pid}/stat")).starttime
+        process = ProcFS(self.proc_root).process(pid)
+        return process.ns("mnt"), process.stat().starttime
 
     def _take_record(self) -> list[Taken]:
         try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 
 class CpuinfoBlock(NamedTuple):
     processor: int
     lines: list[str]
 
 
+@parser
 def parse_cpuinfo(text: str) -> tuple[list[CpuinfoBlock], str]:
     """Return the per-processor blocks and any trailing text that belongs to no processor.
 

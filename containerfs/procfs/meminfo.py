@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+from containerfs.host.errors import parser
+
 
 def _line_start(text: str, key: str) -> int:
     """Offset of the line for key, or -1."""
@@ -18,6 +20,7 @@ def _line_start(text: str, key: str) -> int:
     return found + 1 if found >= 0 else -1
 
 
+@parser
 def meminfo_value(text: str, key: str, default: int = 0) -> int:
     start = _line_start(text, key)
     if start < 0:
@@ -25,6 +28,7 @@ def meminfo_value(text: str, key: str, default: int = 0) -> int:
     return int(text[start + len(key) + 1 : text.find("\n", start)].split()[0])
 
 
+@parser
 def meminfo_subset(text: str, keys: tuple[str, ...]) -> dict[str, int]:
     """The values of a few keys (0 where this kernel has no such line)."""
     return {key: meminfo_value(text, key) for key in keys}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 
 class Mount(NamedTuple):
     mountpoint: str  # relative to the reading process's root
@@ -27,6 +29,7 @@ def _unescape(field: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+@parser
 def parse_mountinfo(text: str) -> list[Mount]:
     mounts = []
     for line in text.splitlines():

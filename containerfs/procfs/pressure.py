@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 RESOURCES = ("cpu", "memory", "io")
 
 
@@ -27,6 +29,7 @@ def _hundredths(text: str) -> int:
     return int(whole) * 100 + int((fraction + "00")[:2])
 
 
+@parser
 def parse_pressure(text: str) -> list[PressureLine]:
     lines = []
     for line in text.splitlines():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 
 class ProcStat(NamedTuple):
     state: str
     starttime: int  # clock ticks after boot
 
 
+@parser
 def parse_proc_stat(text: str) -> ProcStat:
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
     rest = text[text.rindex(")") + 2 :].split()
@@ -22,6 +25,7 @@ class ProcStatus(NamedTuple):
     nspid: list[int]  # this pid in each nested pid namespace, outermost first
 
 
+@parser
 def parse_proc_status(text: str) -> ProcStatus:
     ppid = 0
     nspid: list[int] = []
@@ -36,6 +40,7 @@ def parse_proc_status(text: str) -> ProcStatus:
     return ProcStatus(ppid, nspid)
 
 
+@parser
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """Map each controller to the process's cgroup path; the v2 entry is keyed "".
 

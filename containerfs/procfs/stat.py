@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 # Column order of the cpu lines since Linux 2.6.33 (guest_nice).
 CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 
@@ -36,6 +38,7 @@ class HostStat(NamedTuple):
         return None if fields is None else CpuTimes(*map(int, fields.split()[: len(CPU_FIELDS)]))
 
 
+@parser
 def parse_stat(text: str) -> HostStat:
     cpu_fields: dict[str, str] = {}
     other: list[str] = []

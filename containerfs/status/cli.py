@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
     if args.listen is not None:
         # http.server is imported only here: every containerfs command, the OCI hook run
-        # at each container start among them, would pay 20 ms for it.
+        # at each container start among them, would pay for its import.
         from containerfs.status.exporter import parse_listen, serve
 
         if not args.prometheus:

@@ -1,31 +1,33 @@
 """What the daemon answers on its control socket: its own figures and every container's.
 
 Runs in the control thread, beside the FUSE loop: it reads through its own descriptors
-(closed after each answer) and its own resolver, and only reads the daemon's shared state
-(counters, the load sampler's averages).
+(closed after each answer) and its own resolver, and learns of the daemon only through
+its DaemonReport (daemon/report.py): counters and the load sampler's averages, copied.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from containerfs import __version__
+from containerfs.cgroup.common import CgroupKey
 from containerfs.cgroup.reader import CgroupReader, open_reader
 from containerfs.containers.cpus import visible_cpus
 from containerfs.containers.discover import ContainerRecord, discover
+from containerfs.containers.memfigures import working_set
 from containerfs.containers.resolve import Resolver
-from containerfs.daemon.core import ContainerFS
-from containerfs.daemon.tracking import CgroupKey
+from containerfs.daemon.report import DaemonReport
+from containerfs.host.errors import ProcessGone, Unavailable
 from containerfs.host.files import HostFiles
-from containerfs.host.fsread import FileCache, read_text
+from containerfs.host.fsread import FileCache
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, mount_at, mount_source, mounts_of
+from containerfs.host.proc import ProcFS
 from containerfs.inject.plan import visible_views
 from containerfs.procfs.loadavg import FIXED_1
 from containerfs.procfs.mountinfo import Mount
-from containerfs.procfs.process import parse_proc_stat
 from containerfs.procfs.uptime import parse_uptime
 from containerfs.status.model import (
     SCHEMA,
@@ -44,14 +46,16 @@ from containerfs.status.model import (
     Views,
     to_json,
 )
-from containerfs.views.registry import VIEWS
+from containerfs.views.overlays import bind_targets
+from containerfs.views.registry import VIEWS, device_views
+from containerfs.views.uptime import seconds_up
 
 T = TypeVar("T")
 # Enough descriptors for one container's files; all are closed after each answer.
 _OPEN_FILES = 64
 
 
-def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
+def count_views(mounts: list[Mount], source: str, dev: str | None, served: Iterable[str] = VIEWS) -> Views:
     """This mountpoint's views in a mount table: served by the daemon's mount (dev), or stale.
 
     A view's source names its daemon's mountpoint; a view from that mountpoint on another
@@ -59,7 +63,7 @@ def count_views(mounts: list[Mount], source: str, dev: str | None) -> Views:
     """
     views = visible_views(mounts, source)
     live = sum(mount.dev == dev for mount in views)
-    return Views(live, len(views) - live, len(VIEWS))
+    return Views(live, len(views) - live, len(bind_targets(served)))
 
 
 class OomWatch:
@@ -89,20 +93,22 @@ class OomWatch:
 def _optional(read: Callable[[], T]) -> T | None:
     try:
         return read()
-    except (OSError, ValueError, LookupError):
+    except (OSError, Unavailable):
         return None  # a controller that is off, a file this kernel lacks, a cgroup that went away
 
 
 class StatusCollector:
-    def __init__(self, fs: ContainerFS, mountpoint: str, libfuse: str, own_mountinfo: str = OWN_MOUNTINFO):
-        self.fs = fs
+    def __init__(
+        self, daemon: Callable[[], DaemonReport], mountpoint: str, libfuse: str, own_mountinfo: str = OWN_MOUNTINFO
+    ):
+        self.daemon = daemon  # the daemon's figures, read afresh for each answer
         self.mountpoint = mountpoint
         self.libfuse = libfuse
         # The daemon's real mount table: its mount is real even over injected roots.
         self.own_mountinfo = own_mountinfo
         self.source = mount_source(mountpoint)
         self.started = time.monotonic()
-        self.resolver = Resolver(fs.options.proc_root)
+        self.resolver = Resolver(daemon().proc_root)
         self.oom = OomWatch()
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -113,32 +119,32 @@ class StatusCollector:
 
     def collect(self) -> Status:
         began = time.perf_counter()
+        report = self.daemon()
         files = FileCache(max_open=_OPEN_FILES)
         try:
-            rows = self._containers(files)
+            rows = self._containers(report, files)
         finally:
             files.close()
-        return Status(SCHEMA, self._daemon(), rows, time.perf_counter() - began)
+        return Status(SCHEMA, self._daemon(report), rows, time.perf_counter() - began)
 
-    def _daemon(self) -> Daemon:
-        fs, now = self.fs, time.monotonic()
-        stats, sampler, latency = fs.stats, fs.sampler, fs.latency.summary()
+    def _daemon(self, report: DaemonReport) -> Daemon:
+        now, reads, latency, sampling = time.monotonic(), report.reads, report.latency, report.sampling
         return Daemon(
             pid=os.getpid(),
             version=__version__,
             mountpoint=self.mountpoint,
             uptime_seconds=now - self.started,
-            cgroup_layout=fs.hierarchies.layout.value,
+            cgroup_layout=report.hierarchies.layout.value,
             libfuse=self.libfuse,
-            reads=Reads(stats.renders, stats.host_reads, stats.fallbacks),
-            errors=stats.errors,
-            last_error_age_seconds=None if stats.last_error is None else now - stats.last_error,
+            reads=Reads(reads.renders, reads.host_reads, reads.fallbacks),
+            errors=reads.errors,
+            last_error_age_seconds=None if reads.last_error is None else now - reads.last_error,
             latency=Latency(latency.samples, latency.sum_seconds, latency.p50_seconds, latency.p99_seconds),
             sampler=SamplerCost(
-                len(fs.registry),
-                sampler.passes,
-                sampler.cpu_ns / 1e9,
-                None if sampler.last_pass_ns is None else sampler.last_pass_ns / 1e9,
+                sampling.tracked,
+                sampling.passes,
+                sampling.cpu_ns / 1e9,
+                None if sampling.last_pass_ns is None else sampling.last_pass_ns / 1e9,
             ),
         )
 
@@ -146,18 +152,19 @@ class StatusCollector:
         mount = mount_at(self.mountpoint, self.own_mountinfo)
         return mount.dev if mount is not None and mount.fstype == FSTYPE else None
 
-    def _containers(self, files: FileCache) -> list[Container]:
-        options = self.fs.options
-        cgroups = open_reader(self.fs.hierarchies, self.fs.clock_ticks, files)
-        host = HostFiles(options.proc_root, options.sys_root, files)
+    def _containers(self, report: DaemonReport, files: FileCache) -> list[Container]:
+        cgroups = open_reader(report.hierarchies, report.clock_ticks, files)
+        host = HostFiles(report.proc_root, report.sys_root, files)
         host_uptime = parse_uptime(host.proc("uptime")).up
         online = host.online_cpus()
         dev = self._dev()
         now = time.monotonic()
+        # What injection binds on this host: the views, one stat file per block device.
+        served = (*VIEWS, *device_views(host))
         rows, keys = [], set()
-        for record in discover(options.proc_root, self.resolver):
-            key = self.fs.cgroups.identity(record.cgroups)
-            row = self._container(record, key, cgroups, online, host_uptime, dev, now)
+        for record in discover(report.proc_root, self.resolver):
+            key = cgroups.identity(record.cgroups)
+            row = self._container(report, record, key, cgroups, online, host_uptime, dev, now, served)
             if row is not None:
                 rows.append(row)
                 keys.add(key)
@@ -166,6 +173,7 @@ class StatusCollector:
 
     def _container(
         self,
+        report: DaemonReport,
         record: ContainerRecord,
         key: CgroupKey,
         cgroups: CgroupReader,
@@ -173,13 +181,14 @@ class StatusCollector:
         host_uptime: float,
         dev: str | None,
         now: float,
+        served: tuple[str, ...],
     ) -> Container | None:
-        proc_root, paths = self.fs.options.proc_root, record.cgroups
+        proc_root, paths = report.proc_root, record.cgroups
         try:
-            started = parse_proc_stat(read_text(f"{proc_root}/{record.init_pid}/stat")).starttime
-        except (OSError, ValueError, IndexError):
+            started = ProcFS(proc_root).process(record.init_pid).stat().starttime
+        except ProcessGone:
             return None  # exited since discovery
-        uptime = max(0.0, host_uptime - started / self.fs.clock_ticks)
+        uptime = seconds_up(host_uptime, started, report.clock_ticks)
         memory = _optional(lambda: cgroups.memory(paths))
         pids = _optional(lambda: cgroups.pids(paths))
         kills = _optional(lambda: cgroups.oom_kills(paths))
@@ -187,13 +196,15 @@ class StatusCollector:
         def cpu() -> Cpu:
             limits = cgroups.cpu_limits(paths)
             usage = cgroups.cpu_usage(paths)
-            visible = len(visible_cpus(online, limits, self.fs.options.use_quota))
+            visible = len(visible_cpus(online, limits, report.use_quota))
             quota = None if limits.quota is None else float(limits.quota)
             return Cpu(visible, quota, (usage.user_ns + usage.system_ns) / 1e9)
 
         def views() -> Views:
-            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev)
+            return count_views(mounts_of(record.init_pid, proc_root), self.source, dev, served)
 
+        # Only containers that read a view are sampled: the others have no load history.
+        averages = report.loads.get(key)
         return Container(
             name=record.name,
             kind=record.kind,
@@ -201,23 +212,12 @@ class StatusCollector:
             short_id=record.short_id,
             init_pid=record.init_pid,
             cgroup=record.cgroup,
-            memory=None
-            if memory is None
-            else Memory(memory.usage, max(0, memory.usage - memory.stat.get("inactive_file", 0)), memory.limit),
+            memory=None if memory is None else Memory(memory.usage, working_set(memory), memory.limit),
             swap=None if memory is None or not memory.swap_accounted else Swap(memory.swap_usage, memory.swap_limit),
             cpu=_optional(cpu),
-            load=self._load(key),
+            load=None if averages is None else Load(*(value / FIXED_1 for value in averages)),
             uptime_seconds=uptime,
             pids=None if pids is None else Pids(pids.current, pids.limit),
             oom=None if kills is None else Oom(kills, self.oom.observe(key, kills, now, uptime)),
             views=_optional(views),
         )
-
-    def _load(self, key: CgroupKey) -> Load | None:
-        # Only containers that read a view are sampled: the others have no load history.
-        state = self.fs.registry.find(key)
-        if state is None:
-            return None
-        with state.lock:
-            averages = state.averages
-        return Load(*(value / FIXED_1 for value in averages))

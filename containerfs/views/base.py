@@ -20,6 +20,7 @@ class ViewContext(NamedTuple):
     state: ContainerState
     use_quota: bool
     clock_ticks: int
+    reader: int = 0  # the host pid of the reading thread
 
     @property
     def paths(self) -> dict[str, str]:
@@ -38,6 +39,19 @@ class View(NamedTuple):
     path: str  # below the mountpoint, e.g. "proc/meminfo"
     host_content: Callable[[HostFiles], str]  # what a host process reads
     render: Callable[[ViewContext], str]  # what a container process reads
+
+
+class Overlay(NamedTuple):
+    """A directory bound whole: its views, plus the host's other entries passed through.
+
+    Lookups and attributes follow the host's tree (the kernel caches them for every
+    reader alike); listings and contents are the reader's.
+    """
+
+    path: str  # below the mountpoint, e.g. "sys/devices/system/cpu"
+    host_dir: Callable[[HostFiles], str]
+    listed: Callable[[str, ViewContext], bool]  # whether an entry of the top directory is listed for the reader
+    source: Callable[[str, ViewContext], str]  # the host file a path below the directory shows the reader
 
 
 def proc_file(name: str) -> Callable[[HostFiles], str]:

@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 SECTOR = 512
 
 
-def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
-    counters = [0] * len(host.counters)  # columns with no cgroup source (times, merges) are 0
+def device_counters(host_counters: tuple[int, ...], io: IoDevice) -> tuple[int, ...]:
+    """A device's counters for the container, shaped like the host's (diskstats and sysfs stat)."""
+    counters = [0] * len(host_counters)  # columns with no cgroup source (times, merges) are 0
     for position, value in (
         (ds.READS, io.rios),
         (ds.SECTORS_READ, io.rbytes // SECTOR),
@@ -26,11 +27,15 @@ def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
     ):
         if position < len(counters):  # discard columns exist since Linux 4.18
             counters[position] = value
-    return host._replace(counters=tuple(counters))
+    return tuple(counters)
+
+
+def container_line(host: ds.DiskLine, io: IoDevice) -> ds.DiskLine:
+    return host._replace(counters=device_counters(host.counters, io))
 
 
 @functools.lru_cache(maxsize=1)
-def _warn_no_counters() -> None:
+def warn_no_counters() -> None:
     """Logged once per daemon: the layout, not a container, lacks the counters."""
     log.warning(
         "this kernel keeps no per-cgroup I/O counters (no blkio/io.stat): containers read the host's /proc/diskstats"
@@ -41,7 +46,7 @@ def render(ctx: ViewContext) -> str:
     host_text = ctx.host.proc("diskstats")
     counters = ctx.cgroups.io(ctx.paths)
     if counters is None:
-        _warn_no_counters()
+        warn_no_counters()
         return host_text
     lines = [
         container_line(disk, counters[(disk.major, disk.minor)])

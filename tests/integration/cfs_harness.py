@@ -175,7 +175,7 @@ class FuseDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        log(f"starting {self.name}: {' '.join(self.argv)}")
+        log(f"starting {self.name}: {' '.join(map(str, self.argv))}")
         with open(self.log_path, "ab") as log_file:
             # A new session: a Ctrl-C in the terminal reaches only the test or benchmark,
             # which then stops the daemon itself.
@@ -419,6 +419,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        block_devices=(),
         env=(),
         block_io=None,
         hooks=None,
@@ -483,6 +484,15 @@ class ContainerFactory:
             resources["cpu"] = cpu
         if block_io:
             resources["blockIO"] = block_io
+        for node in block_devices:
+            rdev = os.stat(node).st_rdev
+            major, minor = os.major(rdev), os.minor(rdev)
+            spec["linux"].setdefault("devices", []).append(
+                {"path": str(node), "type": "b", "major": major, "minor": minor, "fileMode": 0o660, "uid": 0, "gid": 0}
+            )
+            resources.setdefault("devices", []).append(
+                {"allow": True, "type": "b", "major": major, "minor": minor, "access": "rw"}
+            )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
         if unified:
@@ -503,6 +513,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.

@@ -2,11 +2,13 @@
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import expected_swap_kb, parse_meminfo
+from cfs_harness import PREFIX, REPO_ROOT, SESSION, expected_swap_kb, parse_meminfo
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +225,164 @@ def test_diskstats_and_iostat_show_the_containers_own_io(containerfs_mount, runc
     assert size // 512 <= sectors_read < size // 512 + 2048, diskstats
     assert 1 <= reads < int(host[3]) and writes == 0, (diskstats, host)
     assert any(line.split()[:1] == [name] for line in iostat.splitlines()), iostat
+
+
+# --------------------------------------------------------------------------------------------
+# iostat, vmstat, sar, lscpu, getconf, nproc on a loop device the container writes to (issue 11)
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A loop device backed by a file in tmp_path, detached afterwards.
+
+    The container writes to the device node itself: a filesystem mounted on the host
+    would be copied into every mount namespace created meanwhile and keep the device busy.
+    """
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(128 * MiB)
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    try:
+        st = os.stat(dev)
+        yield dev, os.major(st.st_rdev), os.minor(st.st_rdev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
+        # A device still open (udev probing it) is detached when closed: wait for that.
+        deadline = time.monotonic() + 30
+        while left := subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, f"loop device still attached: {left}"
+            time.sleep(0.2)
+
+
+def _hook(mountpoint, log):
+    argv = [sys.executable, "-m", "containerfs", "oci-hook", "--mountpoint", str(mountpoint), "--log-file", str(log)]
+    return {"path": sys.executable, "args": argv, "env": [f"PYTHONPATH={REPO_ROOT}"]}
+
+
+def _sections(out):
+    return dict(part.split("\n", 1) for part in out.split("=== ")[1:])
+
+
+WRITE_8M = "(sleep 0.3; dd if=/dev/zero of={} bs=1M count=8 seek={} oflag=direct 2>/dev/null) & "
+
+
+def test_io_vm_and_cpu_tools_show_the_container(loop_device, containerfs_mount, runc_container, tmp_path):
+    """One CPU, I/O on a loop device: every tool's figures are the container's, not the host's."""
+    dev, major, minor = loop_device
+    name = Path(dev).name
+    # The host writes 32 MiB first: a view showing the host's counters would count them.
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=32", "seek=96", "oflag=direct"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    # v1 counts a cgroup's I/O on a device only once a throttle rule names it.
+    rule = {"major": major, "minor": minor, "rate": 10**10}
+    script = (
+        f"dd if=/dev/zero of={dev} bs=1M count=16 oflag=direct 2>/dev/null; "
+        "echo '=== iostat'; " + WRITE_8M.format(dev, 16) + "iostat -d -k 1 2; wait; "
+        "echo '=== vmstat'; " + WRITE_8M.format(dev, 24) + "vmstat 1 2; wait; "
+        "echo '=== sar'; " + WRITE_8M.format(dev, 32) + "sar -d -p 1 1; wait; "
+        "echo '=== counts'; getconf _NPROCESSORS_CONF; getconf _NPROCESSORS_ONLN; nproc --all; "
+        "lscpu | grep '^CPU(s):'; ls -d /sys/devices/system/cpu/cpu[0-9]*; "
+        f"echo '=== files'; cat /sys/block/{name}/stat; grep -E '^(pgpgin|pgpgout) ' /proc/vmstat; "
+        "cat /proc/uptime; grep '^cpu' /proc/stat; sh -c 'echo $$'; cat /proc/loadavg; cat /proc/diskstats"
+    )
+    out = _ok(
+        runc_container.one_shot(
+            ["sh", "-c", script],
+            cpus="1",
+            block_io={"throttleReadBpsDevice": [rule], "throttleWriteBpsDevice": [rule]},
+            block_devices=[dev],
+            hooks={"createRuntime": [_hook(containerfs_mount.mountpoint, tmp_path / "hook.log")]},
+        )
+    )
+    s = _sections(out)
+    ours = 40 * 1024  # KiB the container wrote: 16 + 3 x 8 MiB
+
+    # iostat: "(1 CPU)"; report 1 is since the container began, report 2 the 1 s interval
+    assert re.search(r"\(1 CPU\)", s["iostat"]), s["iostat"]
+    rows = [line.split() for line in s["iostat"].splitlines() if line.split()[:1] == [name]]
+    assert len(rows) == 2, s["iostat"]
+    assert 16384 <= float(rows[0][6]) < 16384 + 1024, s["iostat"]  # kB_wrtn: not the host's 32 MiB
+    assert 8192 <= float(rows[1][6]) < 8192 + 512, s["iostat"]
+    assert 0.8 * 8192 <= float(rows[1][3]) <= 1.2 * 8192, s["iostat"]  # kB_wrtn/s over 1 s
+    others = [r for r in (line.split() for line in s["iostat"].splitlines()) if r and r[0] not in (name, "Device")]
+    assert all(float(r[6]) == 0 for r in others if len(r) == 8 and r[0] != "Linux"), s["iostat"]
+
+    # vmstat: bo of the interval is the 8 MiB written in it; in/cs have no per-cgroup source
+    lines = s["vmstat"].splitlines()
+    head = lines[1].split()
+    interval = dict(zip(head, (int(v) for v in lines[3].split())))
+    since = dict(zip(head, (int(v) for v in lines[2].split())))
+    assert 0.8 * 8192 <= interval["bo"] <= 1.2 * 8192, s["vmstat"]
+    assert interval["si"] == interval["so"] == 0 and interval["in"] == interval["cs"] == since["cs"] == 0, s["vmstat"]
+    assert since["bo"] > 0 and sum(interval[k] for k in ("us", "sy", "id", "wa", "st")) in range(98, 102)
+
+    # sar -d reads /proc/diskstats: the loop device at the interval's rate
+    sar = [line.split() for line in s["sar"].splitlines()]
+    header = next((r for r in sar if "DEV" in r), [])  # "HH:MM:SS tps ... DEV", as wide as the rows
+    assert header, s["sar"]
+    wkb = header.index("wkB/s")
+    devices = {r[header.index("DEV")]: float(r[wkb]) for r in sar if r[:1] == ["Average:"] and r[wkb] != "wkB/s"}
+    assert 0.8 * 8192 <= devices.pop(name) <= 1.2 * 8192, s["sar"]
+    # Devices it only read from (its binaries) may be listed; it wrote nowhere else.
+    assert all(rate == 0 for rate in devices.values()), s["sar"]
+
+    # every CPU count says 1, and the cpu directory holds cpu0 only
+    assert s["counts"].split() == ["1", "1", "1", "CPU(s):", "1", "/sys/devices/system/cpu/cpu0"], s["counts"]
+
+    files = s["files"].splitlines()
+    stat = [int(v) for v in files[0].split()]
+    assert ours * 2 <= stat[6] < (ours + 1024) * 2, files[0]  # sectors written
+    vm = dict(line.split() for line in files[1:3])
+    # paging I/O in KiB is the sum of the diskstats view's sectors over every device
+    disks = [line.split() for line in files[8:]]
+    assert int(vm["pgpgout"]) == sum(int(d[9]) for d in disks) // 2 == stat[6] // 2, files
+    assert int(vm["pgpgin"]) == sum(int(d[5]) for d in disks) // 2, files
+    up = float(files[3].split()[0])
+    cpu_lines = [line.split() for line in files[4:6]]
+    assert [fields[0] for fields in cpu_lines] == ["cpu", "cpu0"], files
+    ticks = sum(int(v) for v in cpu_lines[1][1:9])
+    assert abs(ticks - up * 100) <= 50, (files, "idle is the container's age less its use")
+    # The newest pid is the reader (cat), forked right after that shell: the container's numbers.
+    shell, loadavg = int(files[6]), files[7].split()
+    assert shell < int(loadavg[4]) <= shell + 3, files
+
+
+def test_a_block_device_added_after_injection_reaches_the_container(start_containerfs, runc_container, tmp_path):
+    """The watcher's next pass binds the new device's stat file in containers it injected before."""
+    daemon = start_containerfs("--watch", "--watch-include", f"/{PREFIX}-{SESSION}*", "--watch-interval", "0.2")
+    c = runc_container()
+    fuse_mounts = "grep -c ' - fuse.containerfs ' /proc/self/mountinfo"
+    deadline = time.monotonic() + 15
+    while int(c.sh(fuse_mounts)[1].strip() or 0) == 0:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.2)
+    backing = tmp_path / "late.img"
+    with open(backing, "wb") as f:
+        f.truncate(8 * MiB)
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    try:
+        name = Path(dev).name
+        target = os.path.realpath(f"/sys/block/{name}/stat")
+        deadline = time.monotonic() + 15
+        while f" {target} " not in c.sh("cat /proc/self/mountinfo")[1]:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+        # the host writes to it, the container does not: the container's file stays zeros
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=1", "oflag=direct"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        assert Path(f"/sys/block/{name}/stat").read_text().split()[6] != "0"
+        assert _ok(c.exec("cat", f"/sys/block/{name}/stat")).split() == ["0"] * 17
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)

@@ -44,7 +44,8 @@ def run_as_web_process(v2_host, mountpoint, command):
     """Run command in a private mount namespace with the views bound over /proc, as a
     process the fixture host places in the web container."""
     binds = " && ".join(
-        f"mount --bind {mountpoint}/proc/{name} /proc/{name}" for name in ("meminfo", "stat", "cpuinfo", "uptime")
+        f"mount --bind {mountpoint}/proc/{name} /proc/{name}"
+        for name in ("meminfo", "stat", "cpuinfo", "uptime", "vmstat")
     )
     script = f'{binds} && echo $$ && read go && exec "$@"'
     proc = subprocess.Popen(
@@ -91,3 +92,15 @@ def test_cpuinfo_and_uptime_follow_the_v2_container(v2_daemon, v2_host):
     uptime = run_as_web_process(v2_host, v2_daemon.mountpoint, ["cat", "/proc/uptime"])
     # the copied init started at the fixture's 350000.00 s of a 354017.28 s host uptime
     assert uptime.split()[0] == "4017.28", uptime
+
+
+def test_vmstat_counters_are_the_v2_containers(v2_daemon, v2_host):
+    """vmstat -s prints /proc/vmstat's and /proc/stat's counters (SCENARIO.md, issue 11)."""
+    out = run_as_web_process(v2_host, v2_daemon.mountpoint, ["vmstat", "-s"])
+    figures = {line.split(None, 1)[1].strip(): int(line.split()[0]) for line in out.splitlines() if line.strip()}
+    # io.stat 8:0: 100 MiB read, 50 MiB written, in KiB; memory.stat pswpin/pswpout
+    assert figures["K paged in"] == 102400 and figures["K paged out"] == 51200, out
+    assert figures["pages swapped in"] == 8192 and figures["pages swapped out"] == 16384, out
+    # no per-cgroup counter: 0, not the host's 418802 forks and 1183441029 switches
+    assert figures["forks"] == figures["interrupts"] == figures["CPU context switches"] == 0, out
+    assert figures["non-nice user cpu ticks"] == 104118 and figures["IO-wait cpu ticks"] == 0, out

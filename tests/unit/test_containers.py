@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from containerfs.containers.discover import ContainerName, container_name, discover
-from containerfs.containers.resolve import Container, Resolver
+from containerfs.containers.resolve import Container, Resolver, naming_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ID = "8d2f1c4b7a9e3d5f6c1b2a3948576e0f1d2c3b4a5968778695a4b3c2d1e0f9a8"
@@ -50,14 +50,30 @@ def test_container_name(path: str, expected: ContainerName) -> None:
 
 
 WEB, POD_PAUSE, POD_APP, NOLIMIT = 2000, 4000, 4001, 5200
-# SCENARIO.md: containers are the inits of non-host pid namespaces plus pod members with
-# their own mount namespace and cgroup (app 4001 shares pause's pid namespace).  3000 runs
-# with --pid=host and the host processes are not containers.
+# SCENARIO.md: containers are the inits of non-host pid namespaces, pod members with
+# their own mount namespace and cgroup (app 4001 shares pause's pid namespace), and 3000,
+# which runs with --pid=host in its own mount namespace; the host processes are not.
+HOSTPID = 3000
 EXPECTED = {
-    "v1": {WEB: "docker", POD_PAUSE: "kubernetes", POD_APP: "kubernetes", NOLIMIT: "docker", 6000: "docker"},
-    "hybrid": {WEB: "docker", POD_PAUSE: "kubernetes", POD_APP: "kubernetes", NOLIMIT: "docker", 6000: "docker"},
+    "v1": {
+        WEB: "docker",
+        HOSTPID: "docker",
+        POD_PAUSE: "kubernetes",
+        POD_APP: "kubernetes",
+        NOLIMIT: "docker",
+        6000: "docker",
+    },
+    "hybrid": {
+        WEB: "docker",
+        HOSTPID: "docker",
+        POD_PAUSE: "kubernetes",
+        POD_APP: "kubernetes",
+        NOLIMIT: "docker",
+        6000: "docker",
+    },
     "v2": {
         WEB: "docker",
+        HOSTPID: "docker",
         POD_PAUSE: "kubernetes",
         POD_APP: "kubernetes",
         5000: "podman",
@@ -93,7 +109,30 @@ def test_discover_skips_processes_in_the_root_cgroup_and_vanished_ones(tmp_path:
     # blkempty's init vanishes between the listing and the reads
     (proc / "6000" / "status").unlink()
     (proc / "6000" / "cgroup").unlink()
-    assert [r.init_pid for r in discover(str(proc))] == [WEB, POD_PAUSE, POD_APP]
+    assert [r.init_pid for r in discover(str(proc))] == [WEB, HOSTPID, POD_PAUSE, POD_APP]
+
+
+@pytest.mark.parametrize("host", ["v1", "v2", "hybrid"])
+def test_discovery_lists_exactly_the_containers_the_daemon_serves(host: str) -> None:
+    proc = FIXTURES / host / "proc"
+    records = {r.cgroup: r for r in discover(str(proc))}
+    served = {}
+    for entry in sorted(proc.iterdir()):
+        if entry.name.isdigit():
+            container = Resolver(str(proc)).resolve(int(entry.name))
+            if container is not None:
+                served[naming_path(container.cgroups)] = container
+    assert sorted(served) == sorted(records)
+    for path, record in records.items():
+        assert Resolver(str(proc)).resolve(record.init_pid) == served[path]
+
+
+def test_a_process_in_the_root_cgroup_is_a_host_process_for_both(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    (root / "proc" / str(HOSTPID) / "cgroup").write_text("0::/\n")  # `unshare -m` on the host
+    assert Resolver(str(root / "proc")).resolve(HOSTPID) is None
+    assert HOSTPID not in [r.init_pid for r in discover(str(root / "proc"))]
 
 
 def test_discover_reuses_the_resolvers_init_cache() -> None:

@@ -16,7 +16,8 @@ import containerfs.views
 from containerfs.daemon.core import ContainerFS, Options
 from containerfs.daemon.errors import IsADirectory, NotFound
 from containerfs.daemon.snapshots import MAX_SNAPSHOTS, Snapshots
-from containerfs.views.registry import VIEWS
+from containerfs.views import block_stat
+from containerfs.views.registry import OVERLAYS, VIEWS, device_views
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEB_INIT = 2000  # the "web" container's init in every fixture host (see SCENARIO.md)
@@ -25,16 +26,24 @@ WEB_EXEC = 2002  # `docker exec` into web: the same container, another reader
 
 
 def test_every_view_module_is_registered() -> None:
-    modules = [
-        m.name
-        for m in pkgutil.iter_modules(containerfs.views.__path__)
-        if m.name not in ("base", "registry", "pressure")
-    ]
+    skip = ("base", "registry", "overlays", "pressure")  # pressure: what pressure_* share
+    modules = [m.name for m in pkgutil.iter_modules(containerfs.views.__path__) if m.name not in skip]
     assert modules, "no view modules found"
+    fixed = overlays = 0
     for name in modules:
-        view = importlib.import_module(f"containerfs.views.{name}").VIEW
-        assert VIEWS.get(view.path) is view, f"{name} is not in the registry"
-    assert len(VIEWS) == len(modules) == 11
+        module = importlib.import_module(f"containerfs.views.{name}")
+        if hasattr(module, "VIEW"):
+            assert VIEWS.get(module.VIEW.path) is module.VIEW, f"{name} is not in the registry"
+            fixed += 1
+        elif hasattr(module, "OVERLAY"):
+            assert OVERLAYS.get(module.OVERLAY.path) is module.OVERLAY, f"{name} is not in the registry"
+            overlays += 1
+        else:
+            assert module is block_stat, f"{name} is neither a view, an overlay nor the device views"
+    assert len(VIEWS) == fixed == 15 and overlays == 1
+    # The device views are the registry's: one per disk and partition of the host.
+    host = make_fs(FIXTURES / "v1").host
+    assert len(device_views(host)) == 6 and device_views(host).keys() == block_stat.views(host).keys()
 
 
 @pytest.fixture
@@ -64,11 +73,22 @@ def meminfo_value(text: bytes, key: str) -> int:
 def test_tree() -> None:
     fs = make_fs(FIXTURES / "v2")
     assert fs.listdir("/") == ["proc", "sys"]
-    assert fs.listdir("/proc") == ["cpuinfo", "diskstats", "loadavg", "meminfo", "pressure", "stat", "swaps", "uptime"]
+    assert fs.listdir("/proc") == [
+        "cpuinfo",
+        "diskstats",
+        "loadavg",
+        "meminfo",
+        "pressure",
+        "stat",
+        "swaps",
+        "uptime",
+        "vmstat",
+    ]
+    assert fs.listdir("/sys/devices") == ["pci0000:00", "system", "virtual"]
+    assert fs.listdir("/sys/devices/virtual/block/loop0") == ["stat"]
     assert fs.listdir("/proc/pressure") == ["cpu", "io", "memory"]
-    assert fs.listdir("/sys/devices/system/cpu") == ["online"]
     assert fs.is_dir("/sys/devices") and not fs.is_dir("/proc/meminfo")
-    for bad in ("/proc/nonexistent", "/proc/meminfo/x", "/sys/devices/system/cpu/offline", "/etc"):
+    for bad in ("/proc/nonexistent", "/proc/meminfo/x", "/sys/block", "/sys/devices/system/cpu/cpu0/subsystem", "/etc"):
         with pytest.raises(NotFound):
             fs.is_dir(bad)
     with pytest.raises(NotFound):

@@ -10,7 +10,7 @@ from containerfs.cgroup.records import CpuLimits, CpuUsage, IoDevice, MemoryCoun
 from containerfs.containers.cpus import visible_cpus
 from containerfs.containers.memfigures import meminfo_values, swap_figures
 from containerfs.procfs.diskstats import DiskLine
-from containerfs.procfs.stat import CpuTimes, parse_stat
+from containerfs.procfs.stat import CpuTimes
 from containerfs.procfs.uptime import Uptime
 from containerfs.views.diskstats import container_line
 from containerfs.views.stat import container_cpu_lines, never_backwards, split_evenly
@@ -131,9 +131,6 @@ def test_split_evenly(total: int, parts: int) -> None:
     assert all(a <= b for a, b in zip(shares, split_evenly(total + 1, parts)))  # monotonic
 
 
-HOST_STAT = parse_stat(
-    "cpu  400 0 0 3600 0 0 0 0 0 0\n" + "".join(f"cpu{n} 100 0 0 900 0 0 0 0 0 0\n" for n in range(4))
-)
 NS_PER_TICK = 10_000_000
 
 
@@ -162,14 +159,15 @@ NS_PER_TICK = 10_000_000
             CpuUsage(30 * NS_PER_TICK, 0, {0: (10 * NS_PER_TICK, 0), 3: (20 * NS_PER_TICK, 0)}),
             [CpuTimes(user=30, system=0, idle=970)],
         ),
-        # more use than the host CPU's elapsed time (counter skew): idle clamps at 0
+        # more use than the container's age (the cgroup ran before its init): idle clamps at 0
         ([0], CpuUsage(5000 * NS_PER_TICK, 0, None), [CpuTimes(user=5000, system=0, idle=0)]),
-        # a CPU gone from the host's file: the host's average CPU time
+        # a CPU the host numbers beyond its file: the same age, nothing from the host's idle
         ([9], CpuUsage(0, 0, None), [CpuTimes(user=0, system=0, idle=1000)]),
     ],
 )
 def test_container_cpu_lines(cpus: list[int], usage: CpuUsage, expected: list[CpuTimes]) -> None:
-    assert container_cpu_lines(HOST_STAT, cpus, usage, 100) == expected
+    # 1000 ticks old: idle is the age less the use, whatever the host's idle says.
+    assert container_cpu_lines(cpus, usage, 100, 1000) == expected
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from containerfs.daemon.core import ContainerFS, Options
-from containerfs.views.registry import VIEWS
+from containerfs.host.files import HostFiles
+from containerfs.host.fsread import FileCache
+from containerfs.views.registry import VIEWS, device_views
 
 TESTS = Path(__file__).resolve().parent.parent
 FIXTURES = TESTS / "fixtures"
@@ -37,7 +39,15 @@ def readers(host: str) -> list[int]:
     return sorted(pids)
 
 
-CASES = [(host, pid, path) for host in HOSTS for pid in readers(host) for path in VIEWS]
+def paths(host: str) -> list[str]:
+    """The fixed views, one sysfs stat per block device, and files passed through the cpu directory."""
+    base = FIXTURES / host
+    devices = device_views(HostFiles(str(base / "proc"), str(base / "sys"), FileCache()))
+    passed = [f"sys/devices/system/cpu/cpu{n}/topology/core_id" for n in (0, 1)]
+    return [*VIEWS, *sorted(devices), *passed]
+
+
+CASES = [(host, pid, path) for host in HOSTS for pid in readers(host) for path in paths(host)]
 
 
 @pytest.fixture(scope="module")

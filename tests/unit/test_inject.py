@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from containerfs import cli
 from containerfs.host.mounttable import mount_source
 from containerfs.inject.commands import docker_args
 from containerfs.inject.hook import HookError, hook_process, parse_state, rootfs_prefix
 from containerfs.inject.plan import Action, Step, container_path, plan_attach, plan_detach, plan_heal
-from containerfs.inject.policy import DEFAULT_EXCLUDE, WatchPolicy
+from containerfs.inject.policy import WatchPolicy
 from containerfs.inject.service import record_path
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
 from containerfs.views.registry import VIEWS
@@ -179,8 +180,20 @@ def test_watch_policy(policy: WatchPolicy, cgroup: str, admitted: bool) -> None:
     assert policy.admits(cgroup) is admitted
 
 
-def test_default_exclude_is_user_sessions() -> None:
-    assert DEFAULT_EXCLUDE == ("/user.slice", "/user.slice/*")
+@pytest.mark.parametrize(
+    ("options", "cgroup", "admitted"),
+    [
+        ([], "/user.slice", False),
+        ([], "/user.slice/user-1000.slice/app-flatpak.scope", False),  # a desktop sandbox
+        ([], "/user.slices/x", True),  # only starts like a user session
+        ([], "/system.slice/docker-ab.scope", True),
+        (["--watch-exclude", "/kubepods/*"], "/user.slice/user-1000.slice/x", True),  # replaces the default
+        (["--watch-exclude", "/kubepods/*"], "/kubepods/x", False),
+    ],
+)
+def test_the_watchers_default_exclude_is_user_sessions(options: list[str], cgroup: str, admitted: bool) -> None:
+    policy = cli._watch_policy(cli._parser().parse_args(["mount", "--watch", *options, "/mnt"]))
+    assert policy is not None and policy.admits(cgroup) is admitted
 
 
 @pytest.mark.parametrize(
@@ -197,11 +210,13 @@ def test_record_path(mountpoint: str, name: str) -> None:
 
 def test_docker_args_bind_every_view_read_only() -> None:
     args = docker_args("/var/lib/containerfs").split()
-    # runc refuses spec mounts at /proc/pressure/*: those views come by inject only
-    assert args[0::2] == ["-v"] * (len(VIEWS) - 3)
-    assert not any("/proc/pressure/" in arg for arg in args)
+    assert args[0::2] == ["-v"] * (
+        len(VIEWS) - 7
+    )  # proc/vmstat, pressure/* and the cpu files out, the cpu directory in
+    assert not any("/proc/pressure/" in arg for arg in args)  # nor these
     assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
-    assert "/var/lib/containerfs/sys/devices/system/cpu/online:/sys/devices/system/cpu/online:ro" in args[1::2]
+    assert "/var/lib/containerfs/sys/devices/system/cpu:/sys/devices/system/cpu:ro" in args[1::2]
+    assert not any("vmstat" in arg for arg in args)  # runc refuses that spec mount
 
 
 def test_a_target_reached_through_a_symlink_is_refused(tmp_path: Path) -> None:
