@@ -66,8 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--watch-interval", type=float, default=1.0, help="seconds between scans (default: 1)")
     _add_roots(mount)
 
-    umount = commands.add_parser("umount", help="unmount the views")
+    umount = commands.add_parser(
+        "umount", help="stop the daemon cleanly (views out of every container) and wait until it has exited"
+    )
     umount.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    umount.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="the daemon's --run-dir (default: %(default)s)")
+    umount.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the daemon to exit (default: %(default)s)"
+    )
 
     _add_injection_commands(commands)
 
@@ -129,7 +135,12 @@ def _injection(args: argparse.Namespace) -> int:
         return commands.oci_hook(args.mountpoint, args.require_daemon, args.proc_root, sys.stdin, args.log_file)
     if args.command == "lxc-hook":
         return commands.lxc_hook(args.mountpoint, args.require_daemon, args.proc_root, args.log_file)
-    print(commands.docker_args(args.mountpoint))
+    try:
+        flags = commands.docker_args(args.mountpoint)
+    except commands.NotServing as err:
+        print(f"containerfs: {err}", file=sys.stderr)
+        return 1
+    print(flags)
     return 0
 
 
@@ -180,4 +191,4 @@ def main(argv: list[str] | None = None) -> int:
         return mount.mount(
             args.mountpoint, _options(args), args.foreground, args.log_level, args.run_dir, _watch_policy(args)
         )
-    return mount.umount(args.mountpoint)
+    return mount.umount(args.mountpoint, args.run_dir, args.timeout)

@@ -4,11 +4,23 @@
 # Run it again after an update: it restarts the daemon, and containers get their views back.
 # CONTAINERFS_OPTIONS: options for `containerfs mount` (default --watch: every container
 # gets the views, as with the packaged systemd unit).
+#
+# It installs what the RPM installs, at the same paths, so the hook files work with either:
+# /usr/bin/containerfs (here a link into the virtualenv in /opt/containerfs), the OCI hook
+# /usr/share/containers/oci/hooks.d/containerfs.json and the LXC hook
+# /usr/share/containerfs/lxc-mount-hook.  Undo: `containerfs umount MOUNTPOINT`, then remove
+# those three and /opt/containerfs.
 set -eu
 cd "$(dirname "$0")/.."
 MOUNTPOINT=${1:-/var/lib/containerfs}
 OPTIONS=${CONTAINERFS_OPTIONS---watch}
 PREFIX=/opt/containerfs
+BIN=/usr/bin/containerfs
+
+if [ -e "$BIN" ] && [ "$(readlink "$BIN" || true)" != "$PREFIX/bin/containerfs" ]; then
+    echo "install.sh: $BIN exists and is not from install.sh (the RPM?): use that install instead" >&2
+    exit 1
+fi
 
 if command -v apt-get >/dev/null 2>&1; then
     apt-get update -q
@@ -20,23 +32,27 @@ else
     exit 1
 fi
 
+# A daemon from an earlier install: stop it before its files change under it.  umount
+# waits until it has taken its views out of the containers and noted them, so that the
+# new one puts them back.
+if [ -x "$BIN" ] && awk -v m="$MOUNTPOINT" '$5 == m' /proc/self/mountinfo | grep -q ' - fuse.containerfs '; then
+    echo "install.sh: stopping the daemon on $MOUNTPOINT"
+    "$BIN" umount "$MOUNTPOINT"
+fi
+
 # A virtualenv keeps the daemon's dependencies apart from the distribution's Python.
 python3 -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q .
-ln -sf "$PREFIX/bin/containerfs" /usr/local/bin/containerfs
-
-# A daemon from an earlier install: stop it, and wait until it has taken its views out of
-# the containers and noted them, so that the new one puts them back.
-OLD=$(containerfs status --json --mountpoint "$MOUNTPOINT" 2>/dev/null |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["daemon"]["pid"])' 2>/dev/null || true)
-if [ -n "$OLD" ]; then
-    echo "install.sh: restarting the daemon (pid $OLD) on $MOUNTPOINT"
-    containerfs umount "$MOUNTPOINT"
-    while kill -0 "$OLD" 2>/dev/null; do sleep 0.1; done
+ln -sfn "$PREFIX/bin/containerfs" "$BIN"
+# An earlier install.sh linked /usr/local/bin/containerfs, which PATH finds first.
+if [ "$(readlink /usr/local/bin/containerfs || true)" = "$PREFIX/bin/containerfs" ]; then
+    rm /usr/local/bin/containerfs
 fi
+install -D -m 0644 packaging/oci/containerfs.json /usr/share/containers/oci/hooks.d/containerfs.json
+install -D -m 0755 packaging/lxc/containerfs-mount-hook /usr/share/containerfs/lxc-mount-hook
 
 # shellcheck disable=SC2086  # OPTIONS holds several words
-containerfs mount $OPTIONS "$MOUNTPOINT"
+"$BIN" mount $OPTIONS "$MOUNTPOINT"
 echo "containerfs is serving $MOUNTPOINT (options: ${OPTIONS:-none}):"
 ls "$MOUNTPOINT/proc"

@@ -16,6 +16,7 @@ import errno
 import functools
 import logging
 import os
+import signal
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,8 @@ _CORE_ERRORS = tuple(_ERRNO)
 # device comes or goes: a new one is looked up by name when listed, a removed one's
 # cached entry reads ENOENT.
 TREE_TIMEOUT_SECONDS = 86400.0
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,11 +78,17 @@ class FuseAdapter:
             config.direct_io = 1
             config.kernel_cache = config.auto_cache = 0
         # Threads start here, after libfuse has daemonized (fork keeps only one thread).
-        for service in self._services:
-            try:
-                service.start()
-            except Exception:  # the views matter more than any one helper thread
-                log.exception("%s did not start", type(service).__name__)
+        # They inherit a mask without the stop signals: libfuse's handler only sets a flag,
+        # so SIGTERM must land on this thread, the loop's, to interrupt its read.
+        unmasked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for service in self._services:
+                try:
+                    service.start()
+                except Exception:  # the views matter more than any one helper thread
+                    log.exception("%s did not start", type(service).__name__)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmasked)
         self.served = True
         log.info("serving %s (cgroup %s)", ", ".join(sorted(self._fs.views())), self._fs.hierarchies.layout.value)
 

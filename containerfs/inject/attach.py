@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import NamedTuple
 
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at, mount_source, mounts_of
 from containerfs.host.proc import ProcFS
 from containerfs.inject import syscalls
-from containerfs.inject.namespace import Outcome, apply_in_namespace, needs_tree
-from containerfs.inject.plan import Action, Step
+from containerfs.inject.namespace import CHILD_TIMEOUT_SECONDS, Outcome, apply_in_namespace, needs_tree
+from containerfs.inject.plan import Action, Step, UnsafeStep, check_step
 from containerfs.procfs.mountinfo import Mount
 from containerfs.views.overlays import OVERLAY_DIRS
 
 
 class NotServing(Exception):
     """No live containerfs daemon at the mountpoint: the views cannot be injected."""
+
+
+class HostNamespace(OSError):
+    """The target is the host's (or the daemon's own) mount namespace, not a container's."""
 
 
 class ViewSource(NamedTuple):
@@ -50,6 +55,19 @@ def live_source(mountpoint: str, mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
     return ViewSource(mountpoint, mount.source, mount.dev, served_views(mountpoint))
 
 
+def own_source(mountpoint: str, views: tuple[str, ...], mountinfo: str = OWN_MOUNTINFO) -> ViewSource:
+    """The daemon's own mount, from its mount table alone.
+
+    The daemon never goes through the kernel to its own filesystem: a thread of it waiting
+    for an answer only its FUSE loop can give makes the process unkillable once that loop
+    is gone (kill -9 then leaves a daemon stuck in D state, holding the mount).
+    """
+    mount = mount_at(mountpoint, mountinfo)
+    if mount is None or mount.fstype != FSTYPE:
+        raise NotServing(f"{mountpoint} is not mounted (unmounted from outside?)")
+    return ViewSource(mountpoint, mount.source, mount.dev, views)
+
+
 def dead_source(mountpoint: str) -> ViewSource:
     """The source of a daemon that is stopping: no live superblock, so every view is stale."""
     return ViewSource(mountpoint, mount_source(mountpoint), "")
@@ -74,20 +92,56 @@ def host_roots(proc_root: str) -> set[tuple[str, str] | None]:
     return roots
 
 
-def carry_out(source: ViewSource, pid: int | str, steps: list[Step], proc_root: str) -> list[Outcome]:
-    """Apply steps in the mount namespace of pid; a step that needs no change costs no fork."""
-    if all(step.action is Action.KEEP for step in steps):
-        return [Outcome(step, True) for step in steps]
+def is_host_namespace(pid: int | str, proc_root: str) -> bool:
+    """Whether pid's mount namespace is the host's (init's or kthreadd's) or, for another process, ours.
+
+    "self" is a hook that runs inside the container's namespace (createContainer, LXC's
+    mount hook): there our own namespace is the container's.
+    """
+    proc = ProcFS(proc_root)
+    mntns = proc.process(pid).ns("mnt")
+    hosts = set()
+    # pid 1 may be hidden from us (a sandboxing init); kthreadd is always the host's.
+    for host_pid in (1, 2):
+        with contextlib.suppress(OSError):
+            hosts.add(proc.process(host_pid).ns("mnt"))
+    if pid != "self":
+        hosts.add(proc.self_process().ns("mnt"))
+    return mntns in hosts
+
+
+def carry_out(
+    source: ViewSource, pid: int | str, steps: list[Step], proc_root: str, timeout: float = CHILD_TIMEOUT_SECONDS
+) -> list[Outcome]:
+    """Apply steps in the mount namespace of pid; a step that needs no change costs no fork.
+
+    Every route into a container ends here, so here the rules hold (plan.check_step): only
+    view targets, never the host's namespace.  An unsafe step fails and is not carried out.
+    """
+    refused: dict[int, Outcome] = {}
+    for i, step in enumerate(steps):
+        try:
+            check_step(step, source.views)
+        except UnsafeStep as err:
+            refused[i] = Outcome(step, False, f"refused: {err}")
+    todo = [i for i, step in enumerate(steps) if i not in refused and step.action not in (Action.KEEP, Action.LEAVE)]
+    if not todo:
+        return [refused.get(i, Outcome(step, True)) for i, step in enumerate(steps)]
+    if is_host_namespace(pid, proc_root):
+        raise HostNamespace(errno.EPERM, f"pid {pid} is in the host's mount namespace: views go only into containers")
     trees: dict[int, int] = {}
     try:
-        for i, step in enumerate(steps):
-            if needs_tree(step):
-                trees[i] = syscalls.open_tree(os.path.join(source.mountpoint, step.view))
+        for i in todo:
+            if needs_tree(steps[i]):
+                trees[i] = syscalls.open_tree(os.path.join(source.mountpoint, steps[i].view))
         mntns = os.open(ProcFS(proc_root).process(pid).path("ns/mnt"), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return apply_in_namespace(mntns, steps, trees)
+            todo_trees = {todo.index(i): fd for i, fd in trees.items()}
+            done = apply_in_namespace(mntns, [steps[i] for i in todo], todo_trees, timeout)
         finally:
             os.close(mntns)
     finally:
         for fd in trees.values():
             os.close(fd)
+    results = dict(zip(todo, done))
+    return [refused.get(i) or results.get(i) or Outcome(step, True) for i, step in enumerate(steps)]

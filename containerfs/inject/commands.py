@@ -16,6 +16,7 @@ from containerfs.inject.attach import NotServing, ViewSource, carry_out, live_so
 from containerfs.inject.hook import HookError, attach_before_start, hook_process, parse_state
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import container_path, plan_attach
+from containerfs.inject.policy import declined
 from containerfs.inject.scan import ready_containers
 from containerfs.inject.syscalls import MountApiMissing
 
@@ -86,10 +87,15 @@ def oci_hook(mountpoint: str, require_daemon: bool, proc_root: str, stdin: TextI
     try:
         state = parse_state(stdin.read())
     except HookError as err:
-        log.error("%s", err)
-        return 1
+        # Fail open: a container must not fail to start over what its runtime passed us.
+        if require_daemon:
+            log.error("container refused: %s", err)
+            return 1
+        log.error("container starts with the host's files: %s", err)
+        return 0
     pid = hook_process(state.pid)
-    return _attach_before_start(mountpoint, require_daemon, proc_root, state.id, pid, state.rootfs, state.opted_out)
+    why = declined(state.annotations, os.path.abspath(mountpoint))
+    return _attach_before_start(mountpoint, require_daemon, proc_root, state.id, pid, state.rootfs, why)
 
 
 def lxc_hook(mountpoint: str, require_daemon: bool, proc_root: str, log_file: str | None) -> int:
@@ -100,14 +106,14 @@ def lxc_hook(mountpoint: str, require_daemon: bool, proc_root: str, log_file: st
         return 1
     name = os.environ.get("LXC_NAME", "")
     # LXC runs mount hooks inside the container's mount namespace.
-    return _attach_before_start(mountpoint, require_daemon, proc_root, name, "self", rootfs, False)
+    return _attach_before_start(mountpoint, require_daemon, proc_root, name, "self", rootfs, "")
 
 
 def _attach_before_start(
-    mountpoint: str, require_daemon: bool, proc_root: str, name: str, pid: int | str, rootfs: str, opted_out: bool
+    mountpoint: str, require_daemon: bool, proc_root: str, name: str, pid: int | str, rootfs: str, declined: str
 ) -> int:
-    if opted_out:
-        log.info("container %s opted out (annotation): it keeps the host's files", name)
+    if declined:
+        log.info("container %s keeps the host's files: %s", name, declined)
         return 0
     try:
         source = live_source(mountpoint)
@@ -123,14 +129,20 @@ def _attach_before_start(
 
 
 def docker_args(mountpoint: str) -> str:
-    from containerfs.views.overlays import bind_targets
-    from containerfs.views.registry import VIEWS
+    """The -v flags for the views the live daemon at mountpoint serves; NotServing without one.
 
-    mountpoint = os.path.abspath(mountpoint)
+    Without a daemon, docker would create each missing source as an empty directory on
+    the host and then fail to bind a directory over a file.
+    """
+    return docker_flags(live_source(mountpoint))
+
+
+def docker_flags(source: ViewSource) -> str:
+    """One read-only -v per view runc accepts as a spec mount."""
     # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
     # block devices' stat files come with the OCI hook, `inject` or the watcher.
-    targets = [v for v in bind_targets(VIEWS) if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
-    return " ".join(f"-v {os.path.join(mountpoint, view)}:{container_path(view)}:ro" for view in targets)
+    targets = [v for v in source.views if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    return " ".join(f"-v {os.path.join(source.mountpoint, view)}:{container_path(view)}:ro" for view in targets)
 
 
 _SPEC_PROC_MOUNTS = {

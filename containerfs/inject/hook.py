@@ -17,11 +17,6 @@ from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import plan_attach
 from containerfs.procfs.mountinfo import Mount
 
-# Set to "true" on a container (OCI annotation, Kubernetes pod annotation) to keep the
-# host's files in it.
-SKIP_ANNOTATION = "io.containerfs.skip"
-_TRUE = {"1", "true", "yes", "on"}
-
 
 class HookError(Exception):
     pass
@@ -33,24 +28,46 @@ class ContainerState(NamedTuple):
     rootfs: str
     annotations: dict[str, str]
 
-    @property
-    def opted_out(self) -> bool:
-        return self.annotations.get(SKIP_ANNOTATION, "").strip().lower() in _TRUE
+
+def _annotations(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HookError(f"{where} annotations are not a JSON object")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def parse_state(text: str, read_config: Any = None) -> ContainerState:
-    """The OCI state JSON from stdin; the rootfs comes from the bundle's config.json."""
+    """The OCI state JSON from stdin; the rootfs comes from the bundle's config.json.
+
+    Anything malformed raises HookError with one line saying what.
+    """
     try:
         state = json.loads(text)
+        if not isinstance(state, dict):
+            raise TypeError("not a JSON object")
         pid = int(state["pid"])
-        bundle = str(state["bundle"])
+        bundle = state["bundle"]
+        if not isinstance(bundle, str) or not bundle:
+            raise TypeError("bundle is not a path")
     except (ValueError, KeyError, TypeError) as err:
-        raise HookError(f"not an OCI state on stdin ({err})") from err
+        raise HookError(f"not an OCI state on stdin ({type(err).__name__}: {err})") from err
+    if pid <= 0:
+        raise HookError(f"not an OCI state on stdin (pid {pid})")
     load = read_config or _read_config
     config = load(os.path.join(bundle, "config.json"))
-    root = config.get("root", {}).get("path", "rootfs")
-    rootfs = os.path.normpath(os.path.join(bundle, root))
-    annotations = {**config.get("annotations", {}), **(state.get("annotations") or {})}
+    if not isinstance(config, dict):
+        raise HookError("the bundle's config.json is not a JSON object")
+    root = config.get("root", {})
+    root = {"path": "rootfs"} if root is None else root
+    path = root.get("path", "rootfs") if isinstance(root, dict) else None
+    if not isinstance(path, str) or not path:
+        raise HookError("the bundle's config.json has no valid root.path")
+    rootfs = os.path.normpath(os.path.join(bundle, path))
+    annotations = {
+        **_annotations(config.get("annotations"), "config.json"),
+        **_annotations(state.get("annotations"), "the state's"),
+    }
     return ContainerState(str(state.get("id", "")), pid, rootfs, annotations)
 
 

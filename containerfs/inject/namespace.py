@@ -31,7 +31,12 @@ class Outcome(NamedTuple):
     def result(self) -> str:
         if not self.done:
             return "absent" if self.error == ABSENT else "failed"
-        verb = {Action.ATTACH: "attached", Action.KEEP: "already there", Action.REPLACE: "replaced"}
+        verb = {
+            Action.ATTACH: "attached",
+            Action.KEEP: "already there",
+            Action.REPLACE: "replaced",
+            Action.LEAVE: "left to the container's own mount",
+        }
         return verb.get(self.step.action, "detached")
 
     @property
@@ -90,6 +95,28 @@ def _read_until_eof(fd: int, deadline: float) -> bytes:
         chunks.append(chunk)
 
 
+# Killed children that have not died yet: one blocked in an uninterruptible wait (a FUSE
+# request its daemon has read but never answers) dies only when that daemon does.
+_unreaped: set[int] = set()
+REAP_SECONDS = 0.2
+
+
+def _reap(child: int) -> None:
+    """Wait briefly for child; one that will not die is reaped by a later call, not waited for."""
+    _unreaped.add(child)
+    deadline = time.monotonic() + REAP_SECONDS
+    while True:
+        for pid in list(_unreaped):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    _unreaped.discard(pid)
+            except ChildProcessError:
+                _unreaped.discard(pid)
+        if child not in _unreaped or time.monotonic() >= deadline:
+            return
+        time.sleep(0.002)
+
+
 def needs_tree(step: Step) -> bool:
     return step.action in (Action.ATTACH, Action.REPLACE)
 
@@ -125,7 +152,7 @@ def apply_in_namespace(
         raise OSError(errno.ETIMEDOUT, f"the container's mount namespace did not answer within {timeout:g}s") from None
     finally:
         os.close(read_end)
-        os.waitpid(child, 0)
+        _reap(child)
     reply = json.loads(reply_bytes or b'"no reply from the child"')
     if isinstance(reply, str):
         raise OSError(errno.EPERM, f"entering the mount namespace failed: {reply}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 # Desktop sandboxes (flatpak, browsers) also have pid and mount namespaces of their own;
@@ -20,3 +22,23 @@ class WatchPolicy(NamedTuple):
             return False  # a root cgroup: a sandbox, not a container with limits
         matches = lambda patterns: any(fnmatch.fnmatchcase(cgroup, p) for p in patterns)  # noqa: E731
         return matches(self.include) and not matches(self.exclude)
+
+
+# Set to "true" on a container (OCI annotation, Kubernetes pod annotation) to keep the
+# host's files in it.
+SKIP_ANNOTATION = "io.containerfs.skip"
+# Set to a daemon's mountpoint (or a glob of mountpoints): only that daemon gives the
+# container views.  Several daemons on one host (a packaged one watching every container,
+# a test suite's own) then never stack their views in one container.
+MOUNTPOINT_ANNOTATION = "io.containerfs.mountpoint"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def declined(annotations: Mapping[str, str], mountpoint: str) -> str:
+    """Why a container with these annotations gets no views from the daemon at mountpoint ("" if it does)."""
+    if str(annotations.get(SKIP_ANNOTATION, "")).strip().lower() in _TRUE:
+        return f"it opted out ({SKIP_ANNOTATION})"
+    wanted = annotations.get(MOUNTPOINT_ANNOTATION)
+    if wanted is not None and not fnmatch.fnmatchcase(os.path.normpath(mountpoint), os.path.normpath(str(wanted))):
+        return f"it takes its views from {wanted} ({MOUNTPOINT_ANNOTATION})"
+    return ""

@@ -11,8 +11,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+from containerfs.containers.discover import ContainerRecord
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
@@ -23,13 +26,13 @@ from containerfs.inject.attach import (
     ViewSource,
     carry_out,
     dead_source,
-    live_source,
-    served_views,
+    own_source,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
-from containerfs.inject.policy import WatchPolicy
+from containerfs.inject.policy import WatchPolicy, declined
+from containerfs.inject.runtime_state import annotations_of
 from containerfs.inject.scan import mount_namespaces, ready_containers
 
 log = logging.getLogger("containerfs.inject")
@@ -53,6 +56,14 @@ def record_path(state_dir: str, mountpoint: str) -> str:
 # moves the container's process in and pivots into its rootfs within moments.
 BURST_INTERVAL_SECONDS = 0.1
 BURST_SECONDS = 3.0
+# A container's namespace answers within milliseconds; one that does not (a hung FUSE or
+# NFS mount at a target) is given up on after this, once, and not tried again.
+NAMESPACE_TIMEOUT_SECONDS = 0.5
+# Namespaces entered at once: a few hostile ones cannot hold up the others.
+WORKERS = 4
+# How long a new container may go without a runtime state (runc writes it just after the
+# container's init has pivoted) before it is taken as one without annotations.
+STATE_GRACE_SECONDS = 1.0
 
 
 class InjectionService:
@@ -63,8 +74,12 @@ class InjectionService:
         state_dir: str,
         watch: WatchPolicy | None,
         cgroup_dir: str | None = None,
+        views: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         self.mountpoint = mountpoint
+        # What the daemon serves, from its core: never by walking its own mount, which
+        # would make the daemon wait on itself (see attach.own_source).
+        self.views = views
         self.proc_root = proc_root
         self.record = record_path(state_dir, mountpoint)
         self.watch = watch
@@ -73,6 +88,10 @@ class InjectionService:
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._seen: set[str] = set()  # mount namespaces already looked at
+        self._first_seen: dict[str, float] = {}  # new namespaces whose runtime state is not there yet
+        self._own_dev: str | None = None  # our superblock: the views this daemon may take away
+        self._views: tuple[str, ...] = ()  # the files it serves
+        self.run_root = "/run"  # where the runtimes keep their containers' state
         # Kept between passes: it remembers each pid namespace's init.
         self._resolver = Resolver(proc_root)
 
@@ -88,7 +107,8 @@ class InjectionService:
 
     def _run(self) -> None:
         try:
-            source = live_source(self.mountpoint)
+            source = own_source(self.mountpoint, self.views())
+            self._own_dev, self._views = source.dev, source.views
             self.heal(source)
             if self.watch is not None:
                 self._watch(source, self.watch)
@@ -129,17 +149,18 @@ class InjectionService:
         are attached, the present ones kept (no fork where nothing changes).
         """
         try:
-            views = served_views(self.mountpoint)
+            views = self.views()
         except OSError:
             return source
         if views != source.views:
             self._seen.clear()
             source = source._replace(views=views)
+            self._views = views
         return source
 
     def _apply(self, source: ViewSource, pid: int, steps: list[Step], what: str) -> list[Outcome]:
         try:
-            outcomes = carry_out(source, pid, steps, self.proc_root)
+            outcomes = carry_out(source, pid, steps, self.proc_root, NAMESPACE_TIMEOUT_SECONDS)
         except OSError as err:
             log.warning("%s in pid %d failed: %s", what, pid, err)
             return []
@@ -155,7 +176,7 @@ class InjectionService:
         namespaces = mount_namespaces(self.proc_root)
         for pid in namespaces.values():
             try:
-                steps = plan_heal(mounts_of(pid, self.proc_root), source.source, source.dev)
+                steps = plan_heal(mounts_of(pid, self.proc_root), source.source, source.dev, source.views)
             except OSError:
                 continue  # exited while we looked
             if steps:
@@ -173,50 +194,86 @@ class InjectionService:
 
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
         containers = ready_containers(self.proc_root, self._resolver)
-        self._seen &= {c.mnt_ns for c in containers}
+        present = {c.mnt_ns for c in containers}
+        self._seen &= present
+        self._first_seen = {ns: t for ns, t in self._first_seen.items() if ns in present}
+        admitted: list[ContainerRecord] = []
         for container in containers:
             if container.mnt_ns in self._seen:
                 continue
-            self._seen.add(container.mnt_ns)
             if not policy.admits(container.cgroup):
+                self._seen.add(container.mnt_ns)
                 continue
-            try:
-                mounts = mounts_of(container.init_pid, self.proc_root)
-            except OSError:
-                continue
-            steps = plan_attach(mounts, source.source, source.dev, source.views)
-            outcomes = self._apply(source, container.init_pid, steps, "injecting")
-            attached = sum(o.done and o.step.action is not Action.KEEP for o in outcomes)
-            if attached:
-                log.info(
-                    "injected %d views into %s %s (pid %d)",
-                    attached,
-                    container.kind,
-                    container.name,
-                    container.init_pid,
-                )
+            annotations = annotations_of(container.init_pid, self.run_root)
+            if annotations is None:
+                first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
+                if time.monotonic() - first < STATE_GRACE_SECONDS:
+                    continue  # looked at again on the next pass
+                annotations = {}
+            # Each namespace is looked at once: one that timed out is not tried on every pass.
+            self._seen.add(container.mnt_ns)
+            why = declined(annotations, self.mountpoint)
+            if why:
+                log.info("not injecting %s %s: %s", container.kind, container.name, why)
+            else:
+                admitted.append(container)
+        if len(admitted) <= 1:
+            for container in admitted:
+                self._inject_new(source, container)
+            return
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="inject") as pool:
+            list(pool.map(lambda c: self._inject_new(source, c), admitted))
+
+    def _inject_new(self, source: ViewSource, container: ContainerRecord) -> None:
+        try:
+            mounts = mounts_of(container.init_pid, self.proc_root)
+        except OSError:
+            return
+        steps = plan_attach(mounts, source.source, source.dev, source.views)
+        outcomes = self._apply(source, container.init_pid, steps, "injecting")
+        attached = sum(o.done and o.step.action in (Action.ATTACH, Action.REPLACE) for o in outcomes)
+        if attached:
+            log.info(
+                "injected %d views into %s %s (pid %d)", attached, container.kind, container.name, container.init_pid
+            )
 
     def detach_all(self) -> None:
-        """After a clean stop: take the views out of every container, and note where from.
+        """After a clean stop: take this daemon's views out of every container, and note where from.
 
         A view of a stopped daemon fails every read with ENOTCONN; the container's own
         file underneath serves host figures until the daemon is back and re-injects.
+        Only views on our own device go: a newer daemon on the same mountpoint has the
+        same mount source, and its views are not ours to take.
         """
+        if self._own_dev is None:
+            return  # never served: no view of ours anywhere
         source = dead_source(self.mountpoint)
         taken: list[Taken] = []
         for pid in mount_namespaces(self.proc_root).values():
             try:
-                steps = plan_detach(mounts_of(pid, self.proc_root), source.source)
-                identity = self._identity(pid)
+                steps = plan_detach(mounts_of(pid, self.proc_root), source.source, self._own_dev, self._views)
+                if not steps:
+                    continue
+                init = self._container_init(pid)
+                identity = self._identity(init)
             except (OSError, ValueError):
                 continue
-            if steps and any(o.done for o in self._apply(source, pid, steps, "detaching")):
-                taken.append(Taken(pid, *identity, sorted({step.view for step in steps})))
+            if any(o.done for o in self._apply(source, pid, steps, "detaching")):
+                taken.append(Taken(init, *identity, sorted({step.view for step in steps})))
         if taken:
             os.makedirs(os.path.dirname(self.record), mode=0o700, exist_ok=True)
             with open(self.record, "w") as f:
                 json.dump([t._asdict() for t in taken], f)
             log.info("took the views out of %d containers until the daemon is back", len(taken))
+
+    def _container_init(self, pid: int) -> int:
+        """The init of pid's pid namespace when it shares pid's mount namespace, else pid.
+
+        A record names a container by its init: a passing `exec` (the lowest pid in the
+        namespace at the time) is gone by the time the next daemon starts.
+        """
+        init = self._resolver.init_of(pid, self._resolver.ns(pid, "pid"))
+        return init if self._resolver.ns(init, "mnt") == self._resolver.ns(pid, "mnt") else pid
 
     def _identity(self, pid: int) -> tuple[str, int]:
         """A process's mount namespace and start time: together they name one container."""

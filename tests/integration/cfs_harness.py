@@ -37,7 +37,9 @@ def scaled(seconds):
 
 
 # Per-session token: the end-of-session sweep only touches what this session created.
-SESSION = uuid.uuid4().hex[:6]
+# CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
+# suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
+SESSION = os.environ.get("CFSTEST_SESSION") or uuid.uuid4().hex[:6]
 
 # The eight synthesized files: mount-relative path -> path inside the container.
 VIEW_FILES = {
@@ -146,6 +148,47 @@ class DaemonError(RuntimeError):
     """A daemon exited or did not serve in time."""
 
 
+def stray_views(mountpoint: str | os.PathLike[str] | None = None) -> list[tuple[int, str, str, str]]:
+    """Every containerfs mount on the machine that is neither a view file at its own target
+    nor a copy of a whole mountpoint away from "/": (pid, mountpoint, root, source) tuples.
+
+    mountpoint: only mounts of the daemon serving it (its fsname); None: every daemon's.
+    Allowed: a view mounted at its target (/proc/meminfo), also under a rootfs prefix
+    (a container being created); a copy of a whole mountpoint (root "/", e.g. the host's
+    own mount, or a `-v /:/rootfs` / `unshare -m` copy) anywhere except at "/".
+    """
+    source = None if mountpoint is None else "containerfs:" + os.path.abspath(str(mountpoint))
+    stray: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/mnt")
+            if ns in seen:
+                continue
+            mounts = parse_mountinfo(read_text(f"/proc/{entry}/mountinfo"))
+        except OSError:
+            continue  # exited while we looked, or a kernel thread
+        seen.add(ns)
+        for mount in mounts:
+            if mount.fstype != "fuse.containerfs" or (source is not None and mount.source != source):
+                continue
+            whole_copy = mount.root == "/"
+            # A view (a file, or the cpu directory bound whole) mirrors its target's path.
+            at_target = mount.root.startswith(("/proc/", "/sys/")) and mount.mountpoint.endswith(mount.root)
+            if mount.mountpoint == "/" or not (whole_copy or at_target):
+                stray.append((int(entry), mount.mountpoint, mount.root, mount.source))
+    return stray
+
+
+def assert_no_stray_views(mountpoint: str | os.PathLike[str] | None = None) -> None:
+    """Check every mount namespace on the machine: no containerfs mount at "/" or outside
+    the view targets (see stray_views).  Use after every lifecycle step."""
+    stray = stray_views(mountpoint)
+    assert not stray, f"containerfs mounts outside view targets (pid, at, root, source): {stray}"
+
+
 class FuseDaemon:
     """A FUSE daemon running in the foreground as a child of this process, in its own session."""
 
@@ -158,7 +201,7 @@ class FuseDaemon:
         ready_file: str = "proc/meminfo",
     ) -> None:
         self.name = name
-        self.argv = list(argv)
+        self.argv = [str(arg) for arg in argv]  # tests pass Paths among the options
         self.mountpoint = Path(mountpoint)
         self.log_path = Path(log_path)
         self.ready_file = ready_file
@@ -419,6 +462,7 @@ class ContainerFactory:
         views_from=None,
         views=None,
         extra_mounts=(),
+        rbind_mounts=(),
         block_devices=(),
         env=(),
         block_io=None,
@@ -466,6 +510,8 @@ class ContainerFactory:
             for m in mounts:
                 if m["type"] == "cgroup":
                     m["options"] = [o for o in m["options"] if o != "ro"]
+        for src, dst in rbind_mounts:  # with every mount below src, like docker's `-v /:/rootfs`
+            mounts.append({"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
         resources = spec["linux"].setdefault("resources", {})
         mem = {}
         if memory is not None:
@@ -500,8 +546,9 @@ class ContainerFactory:
         spec["linux"]["cgroupsPath"] = cgroups_path
         if hooks:
             spec["hooks"] = hooks
-        if annotations:
-            spec["annotations"] = annotations
+        # Only this test's own daemons (their mountpoints are under tmp_path) give these
+        # containers views: a packaged daemon watching every container declines them.
+        spec["annotations"] = {"io.containerfs.mountpoint": f"{self.tmp_path}/*", **(annotations or {})}
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
@@ -513,6 +560,7 @@ class ContainerFactory:
         bound over /proc/... and /sys/devices/system/cpu/online (None: no views).
         views: optional subset of VIEW_FILES keys to bind.
         extra_mounts: (host source, container destination) read-only binds.
+        rbind_mounts: the same, recursive (the mounts below the source come along).
         block_devices: host block device nodes (/dev/loop5) the container may read and write.
         block_io: the OCI linux.resources.blockIO object (throttle rules, weights).
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).

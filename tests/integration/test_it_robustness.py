@@ -276,20 +276,32 @@ def test_dead_mount_of_killed_daemon_is_replaced(start_containerfs):
 def test_daemonized_mount_and_umount(tmp_path):
     """`containerfs mount MP` (no -f) returns once the mount is ready; `umount` removes it."""
     mp = tmp_path / "daemonized"
+    run_dir = str(tmp_path / "run")  # never the host's /run/containerfs
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     cli = [sys.executable, "-m", "containerfs"]
     try:
         p = subprocess.run(
-            [*cli, "mount", str(mp)], capture_output=True, text=True, timeout=20, cwd=str(REPO_ROOT), env=env
+            [*cli, "mount", "--run-dir", run_dir, str(mp)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=str(REPO_ROOT),
+            env=env,
         )
         assert p.returncode == 0, p.stderr
         # ready when mount returns: no polling
         assert parse_meminfo((mp / "proc/meminfo").read_text())["MemTotal"] > 0
         p = subprocess.run(
-            [*cli, "umount", str(mp)], capture_output=True, text=True, timeout=20, cwd=str(REPO_ROOT), env=env
+            [*cli, "umount", "--run-dir", run_dir, str(mp)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=str(REPO_ROOT),
+            env=env,
         )
         assert p.returncode == 0, p.stderr
         assert not is_mounted(mp)
+        assert os.listdir(run_dir) == []  # umount returned once the daemon had stopped and cleaned up
     finally:
         # the daemon exits by itself once its mount is gone
         force_unmount(mp)

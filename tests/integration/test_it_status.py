@@ -211,7 +211,7 @@ def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start,
 
 def test_no_daemon_and_a_killed_daemon(start, run_dir):
     daemon = start()
-    sockets = list(run_dir.iterdir())
+    sockets = list(run_dir.glob("*.sock"))
     assert len(sockets) == 1 and oct(sockets[0].stat().st_mode & 0o777) == "0o600"
     assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
     assert status(daemon).returncode == 0
@@ -251,7 +251,7 @@ print(data.decode())
 
 def test_only_root_on_the_host_gets_an_answer(start, run_dir, runc_container):
     daemon = start()
-    (sock,) = run_dir.iterdir()
+    (sock,) = run_dir.glob("*.sock")
 
     result = status(daemon, user=NOBODY)
     assert result.returncode == 1 and "Permission denied (status needs root)" in result.stderr, result.stderr
@@ -277,7 +277,7 @@ def test_only_root_on_the_host_gets_an_answer(start, run_dir, runc_container):
 
 def test_bad_clients_do_not_hurt_the_daemon(start, run_dir):
     daemon = start()
-    (sock,) = run_dir.iterdir()
+    (sock,) = run_dir.glob("*.sock")
     for payload in (b"garbage\n", b'{"request": "stat', b"", b'{"request": "shutdown"}\n', b"\xff" * 100_000):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.settimeout(10)

@@ -291,14 +291,12 @@ def test_the_watcher_plans_every_container_again_when_a_device_appears(tmp_path:
     from containerfs.inject.service import InjectionService
 
     mountpoint = tmp_path / "views"
-    (mountpoint / "proc").mkdir(parents=True)
-    (mountpoint / "proc/meminfo").write_text("x\n")
-    service = InjectionService(str(mountpoint), "/proc", str(tmp_path / "run"), None)
+    served = ["proc/meminfo"]  # what the daemon's core serves (the service never walks its mount)
+    service = InjectionService(str(mountpoint), "/proc", str(tmp_path / "run"), None, views=lambda: tuple(served))
     source = ViewSource(str(mountpoint), "containerfs:x", "0:1", ("proc/meminfo",))
     service._seen = {"mnt:[1]", "mnt:[2]"}
     assert service._refresh(source) is source and service._seen == {"mnt:[1]", "mnt:[2]"}  # nothing new
-    (mountpoint / "sys/devices/virtual/block/loop9").mkdir(parents=True)
-    (mountpoint / "sys/devices/virtual/block/loop9/stat").write_text("0\n")
+    served.append("sys/devices/virtual/block/loop9/stat")
     refreshed = service._refresh(source)
     assert refreshed.views == ("proc/meminfo", "sys/devices/virtual/block/loop9/stat")
     assert service._seen == set()  # every container is looked at again on this pass
