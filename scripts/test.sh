@@ -1,7 +1,9 @@
 #!/bin/sh
 # Run the whole test suite (unit and integration) as root:  ./scripts/test.sh [pytest args]
 # Installs what the integration tests drive: runc, lxcfs, fuse3, procps, sysstat, and rpm
-# (rpmbuild, rpm2archive) for the RPM test, which runs the packaged code with the system python3.
+# (rpmbuild, rpm2archive) for the RPM test, which runs the packaged code with the system python3;
+# and the real engines test_it_engines.py starts itself (no systemd needed): docker.io,
+# containerd, podman, crun, lxc, with busybox-static for its image.
 # Then the integration tests again on a real cgroup v2 kernel in a qemu guest
 # (scripts/v2-guest.sh), when run without pytest arguments (CI) or with V2_GUEST=1;
 # V2_GUEST=0 leaves the guest out, except under CI=true.  Either run failing fails.
@@ -10,12 +12,14 @@ cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
     need=""
-    for tool in runc lxcfs fusermount3 iostat free rpmbuild rpm2archive; do
+    for tool in runc lxcfs fusermount3 iostat free rpmbuild rpm2archive \
+        dockerd containerd ctr podman crun lxc-create busybox unshare; do
         command -v "$tool" >/dev/null 2>&1 || need=yes
     done
     if [ -n "$need" ]; then
         apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q runc lxcfs fuse3 sysstat procps python3-venv rpm
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q runc lxcfs fuse3 sysstat procps python3-venv rpm \
+            docker.io containerd podman crun lxc busybox-static util-linux
     fi
     # The packaged lxcfs service would mount /var/lib/lxcfs; the tests start their own.
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet lxcfs 2>/dev/null; then

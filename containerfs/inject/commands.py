@@ -141,8 +141,16 @@ def docker_flags(source: ViewSource) -> str:
     """One read-only -v per view runc accepts as a spec mount."""
     # runc refuses spec mounts under /proc but at a few files: the others (vmstat) and the
     # block devices' stat files come with the OCI hook, `inject` or the watcher.
-    targets = [v for v in source.views if not v.startswith("proc/") or v in _SPEC_PROC_MOUNTS]
+    targets = [v for v in source.views if _spec_mount(v)]
     return " ".join(f"-v {os.path.join(source.mountpoint, view)}:{container_path(view)}:ro" for view in targets)
+
+
+def _spec_mount(view: str) -> bool:
+    if view.startswith("proc/"):
+        return view in _SPEC_PROC_MOUNTS
+    # A block device's stat file sits under its bus path (sys/devices/pci0000:00/...):
+    # docker's -v splits at the colons and refuses the whole `docker run`.
+    return "/block/" not in view and ":" not in view
 
 
 _SPEC_PROC_MOUNTS = {

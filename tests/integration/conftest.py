@@ -43,6 +43,8 @@ def integration_prerequisites():
 # host run, and why.  Everything else runs in both places.
 GUEST_DESELECT = {
     "test_it_v2.py": "drives a fixture v2 host through --cgroup-root: the same on any kernel, run on the host",
+    "test_it_engines.py": "starts dockerd, containerd, podman and lxc: minutes each under qemu's emulation, "
+    "and their injection routes do not depend on the cgroup layout (run on the host); the guest drives runc",
     "test_it_robustness.py": "load and concurrency on the daemon, not the cgroup layout: qemu's emulated CPU "
     "would only measure the emulation (run on the host)",
     "test_it_tools.py::test_diskstats_and_iostat_show_the_containers_own_io": "needs /usr on a block device; "

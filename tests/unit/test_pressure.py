@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.errors import ReadFailed
 from containerfs.procfs.pressure import PressureLine, parse_pressure, render_pressure
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -110,21 +111,23 @@ def test_eopnotsupp_reads_the_hosts_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert fs.render_path("proc/pressure/memory", WEB_INIT) == host_file("v2", "memory")
     assert fs.stats.fallbacks == 0
 
-    # Other errors are not PSI being off: the reader falls back and it is counted.
     def failing(path: str) -> str:
         if path == pressure_file:
             raise OSError(errno.EIO, "Input/output error")
         return read(path)
 
     monkeypatch.setattr(fs.files, "read", failing)
-    assert fs.render_path("proc/pressure/memory", WEB_INIT) == host_file("v2", "memory")
+    # Other errors are not PSI being off: the reader gets an error, never the host's figures.
+    with pytest.raises(ReadFailed):
+        fs.render_path("proc/pressure/memory", WEB_INIT)
     assert fs.stats.fallbacks == 1
 
 
-def test_a_malformed_cgroup_file_falls_back_to_the_host(tmp_path: Path) -> None:
+def test_a_malformed_cgroup_file_is_an_error_not_the_hosts_figures(tmp_path: Path) -> None:
     root = tmp_path / "v2"
     shutil.copytree(FIXTURES / "v2", root, symlinks=True)
     (web_cgroup(root) / "cpu.pressure").write_text("some avg10=garbage\n")
     fs = fs_over(root)
-    assert fs.render_path("proc/pressure/cpu", WEB_INIT) == host_file("v2", "cpu")
+    with pytest.raises(ReadFailed):
+        fs.render_path("proc/pressure/cpu", WEB_INIT)
     assert fs.stats.fallbacks == 1
