@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run the integration tests on a real cgroup v2 kernel: a qemu guest booted with
 # virtme-ng from Debian's kernel, the host's root read-only over 9p.
-#   ./scripts/v2-guest.sh [pytest args]     (default: tests/integration)
+#   ./scripts/v2-guest.sh [pytest args]     (default: the tests tests/v2guest/selection.txt names)
 # Installs linux-image-amd64 and qemu-system-x86 (apt) and virtme-ng (pip, in its own
 # venv .vng-venv) when missing.  Exits with the guest's pytest status; no result counts
 # as a failure.  Software emulation only: /dev/kvm does not boot guests on these hosts.
@@ -28,7 +28,11 @@ trap 'rm -rf "$out"' EXIT
 for disk in io1 io2 swap; do truncate -s 256M "$out/$disk.img"; done
 
 : > "$out/args"
-[ $# -eq 0 ] || printf "%s\n" "$@" > "$out/args"
+if [ $# -eq 0 ]; then
+    grep -v -e "^#" -e "^$" tests/v2guest/selection.txt > "$out/args"
+else
+    printf "%s\n" "$@" > "$out/args"
+fi
 start=$(date +%s)
 set +e
 PATH="$repo/.vng-venv/bin:$PATH" timeout 1800 vng --run "$kernel" --disable-kvm --memory 2G --cpus 2 \
