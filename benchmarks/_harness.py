@@ -49,6 +49,21 @@ __all__ = ["DaemonError", "FuseDaemon", "force_unmount", "is_mounted", "log"]
 _JOIN_SCRIPT = 'while [ "$1" != "--" ]; do echo 0 > "$1" || exit 97; shift; done; shift; exec "$@"'
 
 
+def rmdir_retrying(d: Path) -> None:
+    """rmdir a cgroup, waiting out EBUSY while its last processes exit.  Never raises."""
+    for attempt in range(50):
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or attempt == 49:
+                log(f"  warning: rmdir {d}: {exc}")
+                return
+            time.sleep(0.1)
+
+
 class ContainerfsDaemon(FuseDaemon):
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (), floor: bool = False) -> None:
         self.workdir = workdir
@@ -163,17 +178,7 @@ class Cgroup:
         except Exception as exc:
             log(f"  warning: {self.name}: kill_all: {exc!r}")
         for d in reversed(self.created):
-            for attempt in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY or attempt == 49:
-                        log(f"  warning: rmdir {d}: {exc}")
-                        break
-                    time.sleep(0.1)
+            rmdir_retrying(d)
         self.created.clear()
 
 
@@ -250,17 +255,7 @@ class RuncContainer:
         for hierarchy in CGROUP_ROOT.iterdir():
             parent = hierarchy / self.name
             for d in (parent / "c", parent):
-                for _ in range(50):
-                    try:
-                        d.rmdir()
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError as exc:
-                        if exc.errno != errno.EBUSY:
-                            log(f"  warning: rmdir {d}: {exc}")
-                            break
-                        time.sleep(0.1)
+                rmdir_retrying(d)
         self.created = False
 
 
