@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ REPO_ROOT = BENCH_DIR.parent
 # The daemons, mounts and containers of the integration tests, shared (tests/integration/cfs_harness.py).
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests" / "integration")]
 from cfs_harness import (  # noqa: E402
+    ContainerFactory,
     DaemonError,
     FuseDaemon,
     containerfs_argv,
@@ -47,6 +48,20 @@ __all__ = ["DaemonError", "FuseDaemon", "force_unmount", "is_mounted", "log"]
 # "the writing process", resolved in the writer's own pid namespace), then exec the
 # command after "--".
 _JOIN_SCRIPT = 'while [ "$1" != "--" ]; do echo 0 > "$1" || exit 97; shift; done; shift; exec "$@"'
+
+
+@contextlib.contextmanager
+def container_workdir() -> Iterator[tuple[Path, ContainerFactory]]:
+    """A temp work dir and a ContainerFactory in it; every container it made goes on the way out."""
+    with tempfile.TemporaryDirectory(prefix="cfsbench-") as tmp:
+        work = Path(tmp)
+        factory = ContainerFactory(work)
+        try:
+            yield work, factory
+        finally:
+            errors = factory.cleanup()
+            if errors:
+                log(f"cleanup: {errors}")
 
 
 def rmdir_retrying(d: Path) -> None:

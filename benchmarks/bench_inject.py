@@ -22,11 +22,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _harness import REPO_ROOT, ContainerfsDaemon, LxcfsDaemon, log
+from _harness import REPO_ROOT, ContainerfsDaemon, LxcfsDaemon, container_workdir
 from cfs_harness import PREFIX, SESSION, ContainerFactory
 
 from containerfs.containers.discover import discover
@@ -204,18 +203,11 @@ def main() -> int:
         help="the interpreter the hook runs with, as a package would install it (default: %(default)s)",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cfsbench-") as tmp:
-        work = Path(tmp)
-        factory = ContainerFactory(work)
-        try:
-            bench_heal(work, factory, args.containers, args.rounds)
-            bench_lxcfs_restart(work, factory, 5)
-            bench_hook(work, factory, args.hook_runs, args.hook_python)
-            bench_watcher(work, factory, 5)
-        finally:
-            errors = factory.cleanup()
-            if errors:
-                log(f"cleanup: {errors}")
+    with container_workdir() as (work, factory):
+        bench_heal(work, factory, args.containers, args.rounds)
+        bench_lxcfs_restart(work, factory, 5)
+        bench_hook(work, factory, args.hook_runs, args.hook_python)
+        bench_watcher(work, factory, 5)
     return 0
 
 

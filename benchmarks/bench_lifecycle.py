@@ -19,11 +19,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _harness import REPO_ROOT, ContainerfsDaemon, log
+from _harness import REPO_ROOT, ContainerfsDaemon, container_workdir
 from bench_inject import MIB, inject, memtotals, view_devs, wait_live
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
@@ -100,15 +99,8 @@ def main() -> int:
     parser.add_argument("--containers", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cfsbench-") as tmp:
-        work = Path(tmp)
-        factory = ContainerFactory(work)
-        try:
-            bench(work, factory, args.containers, args.rounds)
-        finally:
-            errors = factory.cleanup()
-            if errors:
-                log(f"cleanup: {errors}")
+    with container_workdir() as (work, factory):
+        bench(work, factory, args.containers, args.rounds)
     return 0
 
 
