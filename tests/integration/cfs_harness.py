@@ -649,6 +649,19 @@ def parse_meminfo(text):
     return out
 
 
+def memtotal(container: Container) -> int:
+    """MemTotal in bytes as the container's own /proc/meminfo says."""
+    rc, out, err = container.sh("head -1 /proc/meminfo")
+    assert rc == 0, err
+    return int(out.split()[1]) * 1024
+
+
+def view_mounts(container: Container) -> int:
+    """How many containerfs views are bound into the container."""
+    _, out, _ = container.sh("grep -c ' - fuse.containerfs ' /proc/self/mountinfo")
+    return int(out.strip() or 0)
+
+
 def host_meminfo():
     return parse_meminfo(Path("/proc/meminfo").read_text())
 

@@ -14,9 +14,11 @@ from cfs_harness import (
     SESSION,
     cgroup_v2,
     memory_limit_file,
+    memtotal,
     remove_cgroup_tree,
     scaled,
     v1_controller_dirs,
+    view_mounts,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,17 +58,6 @@ def free_total(output):
     """Total memory from `free -b`."""
     mem = next(line for line in output.splitlines() if line.startswith("Mem:"))
     return int(mem.split()[1])
-
-
-def memtotal(container):
-    rc, out, err = container.sh("head -1 /proc/meminfo")
-    assert rc == 0, err
-    return int(out.split()[1]) * 1024
-
-
-def view_mounts(container):
-    _, out, _ = container.sh("grep -c ' - fuse.containerfs ' /proc/self/mountinfo")
-    return int(out.strip() or 0)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.1):

@@ -14,7 +14,16 @@ import sys
 import time
 
 import pytest
-from cfs_harness import PREFIX, REPO_ROOT, SESSION, assert_no_stray_views, force_unmount, is_mounted
+from cfs_harness import (
+    PREFIX,
+    REPO_ROOT,
+    SESSION,
+    assert_no_stray_views,
+    force_unmount,
+    is_mounted,
+    memtotal,
+    view_mounts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +44,6 @@ def cfs(*args, stdin=None, timeout=90):
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result
-
-
-def memtotal(container):
-    rc, out, err = container.sh("head -1 /proc/meminfo")
-    assert rc == 0, err
-    return int(out.split()[1]) * 1024
-
-
-def view_mounts(container):
-    _, out, _ = container.sh("grep -c ' - fuse.containerfs ' /proc/self/mountinfo")
-    return int(out.strip() or 0)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05):
