@@ -18,6 +18,7 @@ from cfs_harness import (
     cgroup_v2,
     containerfs_argv,
     missing_prerequisites,
+    skip_or_fail_in_ci,
     sweep_leftovers,
 )
 
@@ -28,10 +29,7 @@ _log_key = pytest.StashKey[list]()
 def integration_prerequisites():
     missing = missing_prerequisites()
     if missing:
-        msg = "integration prerequisites missing: " + "; ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail_in_ci("integration prerequisites missing: " + "; ".join(missing))
     yield
     # Session-end sweep: anything of ours still around is a harness bug; clean it and say so.
     leftovers = sweep_leftovers()

@@ -31,6 +31,7 @@ from cfs_harness import (
     containerfs_argv,
     force_unmount,
     parse_meminfo,
+    skip_or_fail_in_ci,
 )
 from conftest import attach_log
 from engines import (
@@ -64,10 +65,7 @@ def engines(request):
     the same temporary directory; all torn down at the end, also after a failure or a SIGTERM."""
     missing = missing_engine_tools()
     if missing:
-        msg = "engine tools missing: " + ", ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail_in_ci("engine tools missing: " + ", ".join(missing))
     swept = sweep_dead_sessions()
     if swept:
         sys.stderr.write(f"\nremoved what killed engine sessions left: {swept}\n")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import ContainerFactory, parse_meminfo
+from cfs_harness import ContainerFactory, parse_meminfo, skip_or_fail_in_ci
 
 from containerfs.sysinfo.paths import holder_pid, sysinfo_paths
 
@@ -328,10 +328,7 @@ def docker_engine():
 
     missing = missing_engine_tools()
     if missing:
-        msg = "engine tools missing: " + ", ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail_in_ci("engine tools missing: " + ", ".join(missing))
     engine = Engines()
     try:
         yield engine.start()
