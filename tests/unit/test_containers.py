@@ -54,23 +54,18 @@ WEB, POD_PAUSE, POD_APP, NOLIMIT = 2000, 4000, 4001, 5200
 # their own mount namespace and cgroup (app 4001 shares pause's pid namespace), and 3000,
 # which runs with --pid=host in its own mount namespace; the host processes are not.
 HOSTPID = 3000
+# The v1 and hybrid fixture hosts run the same containers.
+V1_KINDS = {
+    WEB: "docker",
+    HOSTPID: "docker",
+    POD_PAUSE: "kubernetes",
+    POD_APP: "kubernetes",
+    NOLIMIT: "docker",
+    6000: "docker",
+}
 EXPECTED = {
-    "v1": {
-        WEB: "docker",
-        HOSTPID: "docker",
-        POD_PAUSE: "kubernetes",
-        POD_APP: "kubernetes",
-        NOLIMIT: "docker",
-        6000: "docker",
-    },
-    "hybrid": {
-        WEB: "docker",
-        HOSTPID: "docker",
-        POD_PAUSE: "kubernetes",
-        POD_APP: "kubernetes",
-        NOLIMIT: "docker",
-        6000: "docker",
-    },
+    "v1": V1_KINDS,
+    "hybrid": V1_KINDS,
     "v2": {
         WEB: "docker",
         HOSTPID: "docker",
