@@ -7,6 +7,7 @@ cleanup (and the end-of-session sweep) only ever touches what this session creat
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -644,6 +645,21 @@ class ContainerFactory:
                 except OSError as exc:
                     errors.append(f"rmdir {d}: {exc!r}")
         return errors
+
+
+@contextlib.contextmanager
+def container_factory(tmp_path: Path, runtime: Sequence[str] = ("runc",)) -> Iterator[ContainerFactory]:
+    """A ContainerFactory for a fixture: every container goes on the way out, and one that
+    would not go fails the test."""
+    import pytest  # only tests call this; the benchmarks share this module without needing pytest
+
+    factory = ContainerFactory(tmp_path, runtime=runtime)
+    try:
+        yield factory
+    finally:
+        errors = factory.cleanup()
+        if errors:
+            pytest.fail("container cleanup: " + "; ".join(errors), pytrace=False)
 
 
 # --------------------------------------------------------------------------- helpers

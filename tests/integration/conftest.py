@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from cfs_harness import (
-    ContainerFactory,
     FuseDaemon,
     cgroup_v2,
+    container_factory,
     containerfs_argv,
     missing_prerequisites,
     skip_or_fail_in_ci,
@@ -162,10 +162,5 @@ def lxcfs_mount(request, tmp_path):
 @pytest.fixture
 def runc_container(tmp_path):
     """Factory fixture: runc_container(args, detach=..., memory=..., views_from=...)."""
-    factory = ContainerFactory(tmp_path)
-    try:
+    with container_factory(tmp_path) as factory:
         yield factory
-    finally:
-        errors = factory.cleanup()
-        if errors:
-            pytest.fail("container cleanup: " + "; ".join(errors), pytrace=False)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import ContainerFactory, parse_meminfo, skip_or_fail_in_ci
+from cfs_harness import ContainerFactory, container_factory, parse_meminfo, skip_or_fail_in_ci
 
 from containerfs.sysinfo.paths import holder_pid, sysinfo_paths
 
@@ -116,13 +116,8 @@ def setup(start_containerfs, tmp_path):
 @pytest.fixture
 def wrapped(setup, tmp_path):
     """Containers started through containerfs-runtime (runc)."""
-    factory = ContainerFactory(tmp_path, runtime=setup.wrapper())
-    try:
+    with container_factory(tmp_path, runtime=setup.wrapper()) as factory:
         yield factory
-    finally:
-        errors = factory.cleanup()
-        if errors:
-            pytest.fail("container cleanup: " + "; ".join(errors), pytrace=False)
 
 
 def free_total(output):
