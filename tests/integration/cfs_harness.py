@@ -688,6 +688,12 @@ def view_mounts(container: Container) -> int:
     return int(out.strip() or 0)
 
 
+def free_total(output: str) -> int:
+    """The total column of `free -b`'s Mem: line."""
+    mem = next(line for line in output.splitlines() if line.startswith("Mem:"))
+    return int(mem.split()[1])
+
+
 def host_meminfo():
     return parse_meminfo(Path("/proc/meminfo").read_text())
 

@@ -30,6 +30,7 @@ from cfs_harness import (
     cgroup_hierarchies,
     containerfs_argv,
     force_unmount,
+    free_total,
     parse_meminfo,
     skip_or_fail_in_ci,
 )
@@ -313,11 +314,6 @@ def memtotal(box, reader=("head", "-n", "1000")):
     p = box.exec(*reader, "/proc/meminfo")
     assert p.returncode == 0, f"{box}: {reader} /proc/meminfo: {p.stderr}"
     return parse_meminfo(p.stdout).get("MemTotal", 0) * 1024
-
-
-def free_total(output):
-    """The total column of `free -b` (procps: it reads /proc/meminfo)."""
-    return int(next(line for line in output.splitlines() if line.startswith("Mem:")).split()[1])
 
 
 @pytest.fixture

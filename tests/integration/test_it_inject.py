@@ -13,6 +13,7 @@ from cfs_harness import (
     REPO_ROOT,
     SESSION,
     cgroup_v2,
+    free_total,
     memory_limit_file,
     memtotal,
     remove_cgroup_tree,
@@ -52,12 +53,6 @@ def bound(mountpoint):
     from containerfs.inject.attach import served_views
 
     return len(served_views(str(mountpoint)))
-
-
-def free_total(output):
-    """Total memory from `free -b`."""
-    mem = next(line for line in output.splitlines() if line.startswith("Mem:"))
-    return int(mem.split()[1])
 
 
 def wait_until(predicate, timeout=10.0, interval=0.1):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import ContainerFactory, container_factory, parse_meminfo, skip_or_fail_in_ci
+from cfs_harness import ContainerFactory, container_factory, free_total, parse_meminfo, skip_or_fail_in_ci
 
 from containerfs.sysinfo.paths import holder_pid, sysinfo_paths
 
@@ -118,11 +118,6 @@ def wrapped(setup, tmp_path):
     """Containers started through containerfs-runtime (runc)."""
     with container_factory(tmp_path, runtime=setup.wrapper()) as factory:
         yield factory
-
-
-def free_total(output):
-    mem = next(line for line in output.splitlines() if line.startswith("Mem:"))
-    return int(mem.split()[1])
 
 
 def sysinfo_in(container):
