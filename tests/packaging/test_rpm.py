@@ -245,6 +245,7 @@ def test_packaged_command_runs_the_packaged_code_and_its_fuse_binding(unpacked: 
         f"    runpy.run_path({launcher!r}, run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
+        "import containerfs\n"
         "import containerfs.daemon.fuse_lowlevel as binding\n"
         "print(containerfs.__file__)\n"
         "print(binding.__file__)\n"
