@@ -17,8 +17,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["containerfs", "containerfs.*"]),
-    # No psutil: it reads the real /proc, and the daemon reads the roots it is given.
-    install_requires=["mfusepy>=3.0"],
+    # No dependencies: FUSE is libfuse 3 through ctypes (daemon/fuse_lowlevel.py), and no
+    # psutil: it reads the real /proc, and the daemon reads the roots it is given.
+    install_requires=[],
     extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"], "bench": ["psutil>=5.8"]},
     entry_points={
         "console_scripts": [

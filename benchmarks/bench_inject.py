@@ -148,7 +148,7 @@ def bench_hook(work: Path, factory: ContainerFactory, runs: int, python: str) ->
     daemon = ContainerfsDaemon(work / "hook")
     daemon.workdir.mkdir()
     daemon.start()
-    # -s like the RPM's launcher; the hook does not need mfusepy.
+    # -s like the RPM's launcher.
     argv = [python, "-s", "-m", "containerfs", "oci-hook", "--mountpoint", str(daemon.mountpoint)]
     hooks = {"createRuntime": [{"path": python, "args": argv, "env": [f"PYTHONPATH={REPO_ROOT}"]}]}
     plain, hooked = [], []

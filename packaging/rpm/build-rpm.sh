@@ -4,13 +4,10 @@
 #
 # Needs rpmbuild (RHEL/Fedora: dnf install rpm-build python3-devel python3-pip systemd-rpm-macros;
 # Debian/Ubuntu: apt-get install rpm) and pip access to the package index (or its cache,
-# or PIP_FIND_LINKS with PIP_NO_INDEX=1) for setuptools and the pinned mfusepy wheel.
+# or PIP_FIND_LINKS with PIP_NO_INDEX=1) for setuptools.
 # The RPM is for the build host's python3 version (it requires python(abi) = that
 # version): build on the release it is for, e.g. in a ubi9 container for RHEL 9.
 set -eu
-
-MFUSEPY_VERSION=3.1.1
-MFUSEPY_SHA256=69fb70cfc7f7cce595e6ff586f8451d8298f01f18286a157f24f564b24ec5a37
 
 if [ $# -ne 1 ]; then
     echo "usage: $0 OUTDIR" >&2
@@ -39,10 +36,6 @@ fi
 # egg-info and uncommitted changes are packaged as they are.
 cp -R "$REPO/setup.py" "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/containerfs" "$WORK/src/"
 "$PYTHON" -m pip wheel -q --no-deps --wheel-dir "$WORK/SOURCES" "$WORK/src"
-# mfusepy, pinned by hash: the vendored copy is exactly the one the tests ran.
-printf 'mfusepy==%s --hash=sha256:%s\n' "$MFUSEPY_VERSION" "$MFUSEPY_SHA256" >"$WORK/mfusepy.txt"
-"$PYTHON" -m pip download -q --no-deps --only-binary :all: --require-hashes \
-    --dest "$WORK/SOURCES" -r "$WORK/mfusepy.txt"
 
 cp "$REPO/packaging/rpm/containerfs-launcher" \
     "$REPO/packaging/systemd/containerfs.service" \
@@ -64,6 +57,5 @@ HOME=$WORK rpmbuild -bb --quiet $nodeps \
     --define "_rpmdir $OUTDIR" \
     --define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' \
     --define "containerfs_version $VERSION" \
-    --define "mfusepy_version $MFUSEPY_VERSION" \
     "$REPO/packaging/rpm/containerfs.spec"
 ls "$OUTDIR/containerfs-$VERSION-"*.noarch.rpm

@@ -35,7 +35,6 @@ UNIT = "/usr/lib/systemd/system/containerfs.service"
 SYSCONFIG = "/etc/sysconfig/containerfs"
 OCI_HOOK = "/usr/share/containers/oci/hooks.d/containerfs.json"
 LXC_HOOK = "/usr/share/containerfs/lxc-mount-hook"
-VENDOR = "/usr/lib/containerfs"
 # Packaged file -> the checkout file it must be a copy of.
 COPIES = {
     LAUNCHER: "packaging/rpm/containerfs-launcher",
@@ -111,8 +110,7 @@ def test_rpm_holds_the_package_the_command_and_the_integration_files(files: dict
     modules = [p.relative_to(REPO) for p in (REPO / "containerfs").rglob("*.py")]
     expected = {f"{site}/{m}" for m in modules}
     expected |= {f"{site}/{m.parent}/__pycache__/{m.stem}.{tag}.pyc" for m in modules}
-    expected |= {f"{VENDOR}/mfusepy.py", f"{VENDOR}/__pycache__/mfusepy.{tag}.pyc"}
-    expected |= set(COPIES) | {"/usr/share/licenses/containerfs/LICENSE.mfusepy"}
+    expected |= set(COPIES)
     dist_info = f"{site}/containerfs-{__version__}.dist-info/"
     regular = {path for path, mode in files.items() if mode.startswith("-")}
     # Exactly these files, plus the wheel's metadata (its file set is setuptools' business).
@@ -137,9 +135,9 @@ def test_requires_are_rhel_package_names(rpm: Path, python_abi: str) -> None:
     requires = {line.strip() for line in rpm_query(rpm, "-R").splitlines()}
     assert {"python3", "fuse3", "fuse3-libs", "systemd", f"python(abi) = {python_abi}"} <= requires
     assert not [r for r in requires if "psutil" in r], "containerfs does not import psutil"
-    # Nothing unresolvable on RHEL: no generated python3.Xdist() for the vendored mfusepy.
+    # Nothing unresolvable on RHEL: no generated python3.Xdist(), and nothing vendored.
     assert not [r for r in requires if "dist(" in r], requires
-    assert "bundled(python3dist(mfusepy))" in rpm_query(rpm, "--provides")
+    assert "bundled(" not in rpm_query(rpm, "--provides")
 
 
 def test_scriptlets_preset_the_unit_stop_it_on_removal_and_restart_it_on_upgrade(rpm: Path) -> None:
@@ -235,7 +233,7 @@ def run_packaged(unpacked: Path, python_abi: str, *args: str) -> subprocess.Comp
     )
 
 
-def test_packaged_command_runs_the_packaged_code_and_the_vendored_mfusepy(unpacked: Path, python_abi: str) -> None:
+def test_packaged_command_runs_the_packaged_code_and_its_fuse_binding(unpacked: Path, python_abi: str) -> None:
     assert run_packaged(unpacked, python_abi, "--version").stdout == f"containerfs {__version__}\n"
     launcher = f"{unpacked}{LAUNCHER}"
     shebang = Path(launcher).read_text().splitlines()[0]
@@ -247,17 +245,19 @@ def test_packaged_command_runs_the_packaged_code_and_the_vendored_mfusepy(unpack
         f"    runpy.run_path({launcher!r}, run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "import containerfs.daemon.fuse_adapter, mfusepy\n"
+        "import containerfs\n"
+        "import containerfs.daemon.fuse_lowlevel as binding\n"
         "print(containerfs.__file__)\n"
-        "print(mfusepy.__file__)\n"
+        "print(binding.__file__)\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{unpacked}{sitelib(python_abi)}"}
     # cwd /: `-c` puts the working directory first on sys.path, and the checkout's package is there.
     result = subprocess.run([*interpreter, "-c", probe], env=env, capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
-    package, vendored = result.stdout.splitlines()[-2:]
-    assert Path(package) == unpacked / sitelib(python_abi).lstrip("/") / "containerfs" / "__init__.py"
-    assert Path(vendored).resolve() == unpacked / VENDOR.lstrip("/") / "mfusepy.py"
+    package, binding = result.stdout.splitlines()[-2:]
+    site = unpacked / sitelib(python_abi).lstrip("/") / "containerfs"
+    assert Path(package) == site / "__init__.py"
+    assert Path(binding) == site / "daemon" / "fuse_lowlevel.py"
 
 
 def test_packaged_runtime_wrapper_runs_the_real_runtime(unpacked: Path, python_abi: str) -> None:

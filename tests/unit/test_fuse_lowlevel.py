@@ -10,13 +10,14 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from containerfs.daemon import fuse_lowlevel as ll
 from containerfs.daemon.core import ContainerFS, Options
+from containerfs.daemon.errors import IsADirectory, NotFound
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEB_INIT = 2000  # the "web" container's init in every fixture host
@@ -27,10 +28,10 @@ ATTR_MODE_OFFSET = 8 * 6 + 4 * 3
 class Kernel:
     """The kernel's side: sends requests, collects replies and notifications."""
 
-    def __init__(self, fs: ContainerFS) -> None:
+    def __init__(self, fs: ContainerFS, services: Sequence[ll.Service] = ()) -> None:
         self.ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.theirs = theirs
-        self.adapter = ll.LowLevelAdapter(fs)
+        self.adapter = ll.LowLevelAdapter(fs, services)
         self.thread = threading.Thread(target=self.adapter.serve, args=(theirs.fileno(),), daemon=True)
         self.thread.start()
         self.unique = 0
@@ -334,3 +335,143 @@ def test_directories_are_listed_for_the_reading_process(kernel: Kernel, monkeypa
     proc = kernel.node("proc")
     assert kernel.call(ll.READDIR, read_in(0, 0, 4096), proc, pid=4321)[0] == 0
     assert callers == [4321]
+
+
+INIT_BODY = struct.pack("<IIII", ll.KERNEL_MAJOR, ll.KERNEL_MINOR, 131072, 0) + bytes(48)
+
+
+class FakeService:
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.events: list[str] = []
+
+    def start(self) -> None:
+        self.events.append("start")
+        if self.fails:
+            raise RuntimeError("cannot start")
+
+    def stop(self) -> None:
+        self.events.append("stop")
+
+
+def test_init_starts_the_services_and_one_that_fails_keeps_none_down() -> None:
+    broken, other = FakeService(fails=True), FakeService()
+    kernel = Kernel(fixture_fs(), [broken, other])
+    try:
+        assert not kernel.adapter.served
+        kernel.adapter.stop_services()  # before INIT nothing was started: nothing to stop
+        assert (broken.events, other.events) == ([], [])
+        assert kernel.call(ll.INIT, INIT_BODY, 0)[0] == 0
+        assert (broken.events, other.events) == (["start"], ["start"])
+        assert kernel.adapter.served
+        # The views are served all the same.
+        nodeid, fh = open_file(kernel, "proc/meminfo")
+        assert kernel.call(ll.READ, read_in(fh, 0, 4096), nodeid)[1].startswith(b"MemTotal:")
+        kernel.adapter.stop_services()
+        assert other.events == ["start", "stop"]
+    finally:
+        kernel.close()
+
+
+def test_readdir_entries_carry_their_type(kernel: Kernel) -> None:
+    """glibc before 2.35 counts CPUs by the DT_DIR entries of /sys/devices/system/cpu."""
+
+    def kinds(nodeid: int) -> dict[str, int]:
+        error, payload = kernel.call(ll.READDIR, read_in(0, 0, 65536), nodeid)
+        assert error == 0
+        found, at = {}, 0
+        while at < len(payload):
+            _ino, _next, namelen, kind = struct.unpack_from("<QQII", payload, at)
+            found[payload[at + 24 : at + 24 + namelen].decode()] = kind
+            at += (24 + namelen + 7) // 8 * 8
+        return found
+
+    assert kinds(ll.ROOT) == {".": ll.DT_DIR, "..": ll.DT_DIR, "proc": ll.DT_DIR, "sys": ll.DT_DIR}
+    proc = kinds(kernel.node("proc"))
+    assert proc["meminfo"] == proc["stat"] == ll.DT_REG
+    cpu = kinds(kernel.node("sys/devices/system/cpu"))
+    assert cpu["online"] == ll.DT_REG and [n for n, k in cpu.items() if k == ll.DT_DIR and n.startswith("cpu")]
+
+
+def test_getattr_computes_no_view(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = kernel.adapter._fs
+    meminfo = kernel.node("proc/meminfo")
+
+    def broken(*args: object) -> bytes:
+        raise AssertionError("getattr rendered a view")
+
+    monkeypatch.setattr(fs, "render", broken)
+    monkeypatch.setattr(fs, "read", broken)
+    error, payload = kernel.call(ll.GETATTR, bytes(16), meminfo)
+    assert error == 0 and stat.S_ISREG(struct.unpack_from("<I", payload, 16 + ATTR_MODE_OFFSET)[0])
+    assert fs.stats.errors == 0
+
+
+def test_open_and_read_go_to_the_core_with_the_callers_pid(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = kernel.adapter._fs
+    calls: list[tuple[object, ...]] = []
+    real_open, real_read = fs.open, fs.read
+
+    def opening(path: str, pid: int) -> int:
+        calls.append(("open", path, pid))
+        return real_open(path, pid)
+
+    def reading(handle: int, size: int, offset: int, pid: int) -> bytes:
+        calls.append(("read", handle, size, offset, pid))
+        return real_read(handle, size, offset, pid)
+
+    monkeypatch.setattr(fs, "open", opening)
+    monkeypatch.setattr(fs, "read", reading)
+    nodeid = kernel.node("proc/meminfo")
+    error, payload = kernel.call(ll.OPEN, struct.pack("<II", os.O_RDONLY, 0), nodeid, pid=4242)
+    assert error == 0
+    fh = struct.unpack_from("<Q", payload)[0]
+    for size, offset in [(4096, 0), (1, 0), (100, 7), (0, 5000)]:
+        assert kernel.call(ll.READ, read_in(fh, offset, size), nodeid, pid=4343)[0] == 0
+        assert calls[-1] == ("read", fh, size, offset, 4343)
+    assert calls[0] == ("open", "proc/meminfo", 4242)
+
+
+# Each operation and the core method it calls (nodes and handles are set up before it breaks).
+OPERATIONS: list[tuple[str, str, Callable[[Kernel, int, int], tuple[int, bytes]]]] = [
+    ("getattr", "is_dir", lambda k, node, fh: k.call(ll.GETATTR, bytes(16), node)),
+    ("readdir", "listdir", lambda k, node, fh: k.call(ll.READDIR, read_in(0, 0, 4096), ll.ROOT)),
+    ("open", "open", lambda k, node, fh: k.call(ll.OPEN, struct.pack("<II", os.O_RDONLY, 0), node)),
+    ("read", "read", lambda k, node, fh: k.call(ll.READ, read_in(fh, 0, 4096), node)),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "operation"), OPERATIONS)
+@pytest.mark.parametrize(
+    ("raised", "code", "counted"),
+    [
+        (NotFound("/x"), errno.ENOENT, False),
+        (IsADirectory("/proc"), errno.EISDIR, False),
+        # A bug is EIO and counted, whatever its type: a KeyError is no ENOENT.
+        (KeyError("k"), errno.EIO, True),
+        (IndexError("i"), errno.EIO, True),
+        (RuntimeError("r"), errno.EIO, True),
+        (ValueError("v"), errno.EIO, True),
+    ],
+)
+def test_core_errors_map_to_errno(
+    kernel: Kernel,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    method: str,
+    operation: Callable[[Kernel, int, int], tuple[int, bytes]],
+    raised: Exception,
+    code: int,
+    counted: bool,
+) -> None:
+    fs = kernel.adapter._fs
+    nodeid, fh = open_file(kernel, "proc/meminfo")
+
+    def failing(*args: object) -> object:
+        raise raised
+
+    monkeypatch.setattr(fs, method, failing)
+    assert operation(kernel, nodeid, fh) == (-code, b"")
+    assert fs.stats.errors == (1 if counted else 0)
+    monkeypatch.undo()
+    assert operation(kernel, nodeid, fh)[0] == 0, "the loop goes on"
