@@ -133,6 +133,26 @@ def test_umount_stops_the_daemon_takes_the_views_out_and_waits(views, runc_conta
     assert_no_stray_views(views.mountpoint)
 
 
+def test_umount_without_the_run_dir_finds_the_daemon_by_its_mountpoint_lock(views, runc_container):
+    """A daemon with its own --run-dir: a bare `umount MOUNTPOINT` still stops it and waits for it."""
+    daemon = views.start()
+    c = runc_container(memory=LIMIT)
+    assert cfs("inject", "--mountpoint", views.mountpoint, c.pid).returncode == 0
+    injected = view_mounts(c)
+    result = cfs("umount", views.mountpoint)  # the default run dir: no pid file of this daemon there
+    assert result.returncode == 0, result.stderr
+    # Checked at once: the clean-stop record is written and the daemon gone before umount returns.
+    records = views.records()
+    assert not daemon.alive(), "umount returned before the daemon exited"
+    assert len(records) == 1, "umount returned before the daemon wrote its clean-stop record"
+    assert not is_mounted(views.mountpoint)
+    assert memtotal(c) == HOST_MEMTOTAL and view_mounts(c) == 0
+    views.start()
+    assert wait_until(lambda: memtotal(c) == LIMIT, timeout=5)
+    assert view_mounts(c) == injected
+    assert_no_stray_views(views.mountpoint)
+
+
 def test_umount_of_a_dead_mount_detaches_it(views, runc_container):
     daemon = views.start()
     c = runc_container(memory=LIMIT)
