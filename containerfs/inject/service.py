@@ -276,13 +276,16 @@ class InjectionService:
             outcomes = carry_out(source, container.init_pid, steps, self.proc_root, NAMESPACE_TIMEOUT_SECONDS)
         except OSError as err:
             attempts.why = str(err)
-            log.debug("injecting into %s failed (attempt %d): %s", name, attempts.tries, err)
+            # Said once; the retries' outcome comes with the line that gives up.
+            level = logging.WARNING if attempts.tries == 1 else logging.DEBUG
+            log.log(level, "injecting into %s failed (attempt %d of %d): %s", name, attempts.tries, MAX_ATTEMPTS, err)
             return False
         attempts.absent |= {o.step.view for o in outcomes if o.error == ABSENT}
         failures = [o.summary for o in outcomes if o.failed]
         attempts.why = "; ".join(failures) or "its views did not stay (its runtime was still setting up its root)"
         if failures:
-            log.debug("injecting into %s (attempt %d): %s", name, attempts.tries, attempts.why)
+            level = logging.WARNING if attempts.tries == 1 else logging.DEBUG
+            log.log(level, "injecting into %s (attempt %d of %d): %s", name, attempts.tries, MAX_ATTEMPTS, attempts.why)
         attached = sum(o.done and o.step.action in (Action.ATTACH, Action.REPLACE) for o in outcomes)
         if attached:
             log.info("injected %d views into %s", attached, name)
