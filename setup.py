@@ -20,5 +20,10 @@ setup(
     # No psutil: it reads the real /proc, and the daemon reads the roots it is given.
     install_requires=["mfusepy>=3.0"],
     extras_require={"test": ["pytest>=7", "ruff", "mypy", "pyyaml"], "bench": ["psutil>=5.8"]},
-    entry_points={"console_scripts": ["containerfs=containerfs.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "containerfs=containerfs.cli:main",
+            "containerfs-runtime=containerfs.runtime.main:main",
+        ]
+    },
 )

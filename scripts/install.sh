@@ -6,10 +6,11 @@
 # gets the views, as with the packaged systemd unit).
 #
 # It installs what the RPM installs, at the same paths, so the hook files work with either:
-# /usr/bin/containerfs (here a link into the virtualenv in /opt/containerfs), the OCI hook
+# /usr/bin/containerfs and /usr/bin/containerfs-runtime (here links into the virtualenv in
+# /opt/containerfs), the OCI hook
 # /usr/share/containers/oci/hooks.d/containerfs.json and the LXC hook
 # /usr/share/containerfs/lxc-mount-hook.  Undo: `containerfs umount MOUNTPOINT`, then remove
-# those three and /opt/containerfs.
+# those four and /opt/containerfs.
 set -eu
 cd "$(dirname "$0")/.."
 MOUNTPOINT=${1:-/var/lib/containerfs}
@@ -45,6 +46,7 @@ python3 -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
 "$PREFIX/bin/pip" install -q .
 ln -sfn "$PREFIX/bin/containerfs" "$BIN"
+ln -sfn "$PREFIX/bin/containerfs-runtime" "$BIN-runtime"
 # An earlier install.sh linked /usr/local/bin/containerfs, which PATH finds first.
 if [ "$(readlink /usr/local/bin/containerfs || true)" = "$PREFIX/bin/containerfs" ]; then
     rm /usr/local/bin/containerfs

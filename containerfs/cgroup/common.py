@@ -45,9 +45,12 @@ def min_optional(values: Iterator[Limit | None]) -> Limit | None:
     return min(present) if present else None
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=512)
 def join(base: str, path: str, name: str) -> str:
-    """base/path/name for a cgroup path ("/" or "/a/b"); remembered, it is on every read."""
+    """base/path/name for a cgroup path ("/" or "/a/b"); remembered, it is on every read.
+
+    Bounded by the files of a few dozen busy containers: containers come and go, and the
+    paths of gone ones must not pile up."""
     return f"{base}{path.rstrip('/')}/{name}"
 
 

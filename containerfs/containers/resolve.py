@@ -22,7 +22,9 @@ from containerfs.host.proc import ProcFS
 from containerfs.host.ttl import TtlCache
 from containerfs.procfs.process import ProcStatus
 
-_MAX_CACHED_NAMESPACES = 4096
+# Pruned of exited containers' namespaces when full: small enough that the namespaces of
+# thousands of short-lived containers do not pile up.
+_MAX_CACHED_NAMESPACES = 1024
 
 
 class Container(NamedTuple):
@@ -70,6 +72,10 @@ class Resolver:
             container = self.container_in(pid, *namespaces)
             self._recent.put(pid, (namespaces, container))
         return container
+
+    def forget(self, pid: int) -> None:
+        """Resolve pid afresh at its next read (its cgroup vanished or changed)."""
+        self._recent.drop(pid)
 
     def container_in(self, pid: int, pidns: str, mntns: str) -> Container | None:
         """The container of pid, a process in namespaces pidns and mntns; None for a host process."""

@@ -3,9 +3,10 @@
 A unix stream socket per mountpoint in the run directory (`--run-dir`, /run/containerfs:
 directory 0700, socket 0600, both root's), so only root on the host can reach it:
 containers must not learn about other containers.  The daemon also checks the peer
-(SO_PEERCRED): root, and in the host's pid namespace.  A small thread serves it, one
-client at a time, with a timeout, so a slow or broken client can delay another status
-call but never the FUSE loop or the daemon's life.
+(SO_PEERCRED): root, and in the host's pid namespace.  Clients are served concurrently,
+a thread each up to a small cap (beyond it a client is told the daemon is busy), each
+with a deadline for its whole request, a size limit and a JSON nesting limit: no idle,
+slow or malicious client delays another, the FUSE loop or the daemon's life.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,10 @@ from containerfs.host.proc import ProcFS
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST = 65536
+# Requests are flat objects; deeper nesting is refused before parsing (Python's parser
+# recurses, and a deep enough document raises RecursionError).
+_MAX_DEPTH = 16
+_MAX_CLIENTS = 8
 # sun_path holds 108 bytes with the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -74,7 +80,9 @@ def request(path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[s
         except OSError as err:
             raise ControlError(f"cannot reach the daemon at {path}: {err.strerror or err}") from err
         try:
-            sock.sendall(json.dumps(message).encode() + b"\n")
+            # The daemon may answer before reading (busy, refused): then read why.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(json.dumps(message).encode() + b"\n")
             data = _read_all(sock)
         except socket.timeout as err:
             raise ControlError(f"the daemon did not answer within {timeout:g} s") from err
@@ -100,6 +108,28 @@ def _read_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
+def _depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text (outside strings)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 class ControlServer:
     """Serves handler's answers on a unix socket from a daemon thread (a service of the adapter)."""
 
@@ -123,6 +153,7 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._host_pidns = ""
+        self._slots = threading.BoundedSemaphore(_MAX_CLIENTS)
 
     def start(self) -> None:
         directory = os.path.dirname(self.path)
@@ -173,11 +204,27 @@ class ControlServer:
                     return
                 log.warning("control socket: accept failed: %s", err)
                 continue
+            if not self._slots.acquire(blocking=False):
+                with conn:
+                    self._send(conn, {"ok": False, "error": "busy: too many clients at once, try again"})
+                    # Closing with its request unread would reset the connection before
+                    # the client reads why: take what has arrived, briefly.
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_WR)
+                        conn.settimeout(0.1)
+                        while conn.recv(65536):
+                            pass
+                continue
+            threading.Thread(target=self._client, args=(conn,), name="control-client", daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        try:
             with conn:
-                try:
-                    self._answer(conn)
-                except Exception:  # no client may take the daemon or this thread down
-                    log.exception("control socket: request failed")
+                self._answer(conn)
+        except Exception:  # no client may take the daemon or this thread down
+            log.exception("control socket: request failed")
+        finally:
+            self._slots.release()
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(self.timeout)
@@ -187,8 +234,8 @@ class ControlServer:
         try:
             # Read the request even from a refused peer: closing with unread input resets
             # the connection and the peer would never see why it was refused.
-            message = self._receive(conn)
-        except (OSError, ValueError) as err:
+            message = self._receive(conn, time.monotonic() + self.timeout)
+        except (OSError, ValueError, RecursionError) as err:
             self._send(conn, {"ok": False, "error": refusal or f"bad request: {err}"})
             return
         if refusal is not None:
@@ -214,15 +261,23 @@ class ControlServer:
         return None
 
     @staticmethod
-    def _receive(conn: socket.socket) -> dict[str, Any]:
+    def _receive(conn: socket.socket, deadline: float) -> dict[str, Any]:
         data = b""
         while not data.endswith(b"\n"):
+            # One deadline for the whole request: a client dripping a byte at a time
+            # does not get a fresh timeout per byte.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("request not complete in time")
+            conn.settimeout(remaining)
             chunk = conn.recv(4096)
             if not chunk:
                 break
             data += chunk
             if len(data) > _MAX_REQUEST:
                 raise ValueError("request too long")
+        if _depth(data) > _MAX_DEPTH:
+            raise ValueError(f"request nested deeper than {_MAX_DEPTH}")
         message = json.loads(data)
         if not isinstance(message, dict):
             raise ValueError("not a JSON object")

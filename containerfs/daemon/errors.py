@@ -7,3 +7,7 @@ class NotFound(LookupError):
 
 class IsADirectory(IsADirectoryError):
     pass
+
+
+class ReadFailed(OSError):
+    """A container's view cannot be computed now: its reader gets an error, never the host's figures."""

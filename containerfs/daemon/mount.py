@@ -34,6 +34,8 @@ from containerfs.host.proc import ProcFS
 from containerfs.inject.service import InjectionService, WatchPolicy
 from containerfs.procfs.locks import parse_locks
 from containerfs.status.collect import StatusCollector
+from containerfs.sysinfo.paths import sysinfo_paths
+from containerfs.sysinfo.service import SysinfoService
 from containerfs.views.overlays import bind_targets
 
 if TYPE_CHECKING:
@@ -234,6 +236,7 @@ def mount(
     os.chdir("/")
     try:
         control_path = control.socket_path(mountpoint, state_dir)
+        sysinfo_sockets = sysinfo_paths(mountpoint, state_dir)
         # Made now, so a run directory that cannot exist stops us before mounting.
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         _wait_for_predecessor(mountpoint, state_dir, PREDECESSOR_WAIT_SECONDS)
@@ -257,8 +260,9 @@ def mount(
     status = control.ControlServer(
         control_path, StatusCollector(functools.partial(daemon_report, fs), mountpoint, libfuse_version()).handle
     )
+    sysinfo = SysinfoService(fs, sysinfo_sockets)
     try:
-        serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status])])
+        serve(fs, mountpoint, foreground, [Lifetime(mountpoint, lock_fd, [injection, status, sysinfo])])
     except RuntimeError as err:
         print(f"containerfs: mounting {mountpoint} failed (libfuse error {err})", file=sys.stderr)
         return 1

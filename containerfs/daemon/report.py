@@ -49,7 +49,8 @@ def daemon_report(fs: ContainerFS) -> DaemonReport:
     loads = {}
     for state in fs.registry.all():
         with state.lock:
-            loads[state.key] = state.averages
+            # By path, as status names containers; the registry holds one state per path.
+            loads[fs.cgroups.identity(state.cgroups)] = state.averages
     return DaemonReport(
         options.proc_root,
         options.sys_root,

@@ -6,10 +6,11 @@ import logging
 import threading
 import time
 
+from containerfs.cgroup.layout import Hierarchies
 from containerfs.cgroup.reader import CgroupGone, CgroupReader, NotMounted
 from containerfs.daemon.counters import Stats
 from containerfs.daemon.ratelimit import RateLimitedLog
-from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts
+from containerfs.daemon.tracking import ContainerState, StateRegistry, TaskCounts, identity
 from containerfs.host.errors import ParseError, ProcessGone
 from containerfs.host.proc import ProcFS
 from containerfs.procfs.loadavg import EXP, FIXED_1, SAMPLE_SECONDS, decay
@@ -18,9 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class LoadSampler:
-    def __init__(self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats) -> None:
+    def __init__(
+        self, proc_root: str, cgroups: CgroupReader, registry: StateRegistry, stats: Stats, hierarchies: Hierarchies
+    ) -> None:
         self.procfs = ProcFS(proc_root)
         self.cgroups = cgroups
+        self.hierarchies = hierarchies  # where the containers' directories are, for their identity
         self.registry = registry
         self.stats = stats
         # What sampling costs, for `containerfs status`: passes, CPU time, the last pass's duration.
@@ -53,9 +57,16 @@ class LoadSampler:
     def sample_all(self) -> None:
         for state in self.registry.all():
             try:
+                # A directory removed, or recreated at the same path: another container.
+                try:
+                    current = identity(self.hierarchies, state.cgroups)
+                except FileNotFoundError:
+                    current = None
+                if current != state.key:
+                    raise CgroupGone(f"cgroup {state.cgroups} was removed")
                 tasks = self.count(state)
             except CgroupGone:
-                # Only a removed cgroup ends a container's tracking.
+                # Only a removed (or recreated) cgroup ends a container's tracking.
                 self.registry.remove(state.key)
                 self.cgroups.forget(state.cgroups)
                 continue

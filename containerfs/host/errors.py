@@ -34,14 +34,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 def parser(func: F) -> F:
     """Mark func as a parser of kernel text: the errors malformed text causes become ParseError."""
 
-    @functools.wraps(func)
-    def parse(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ParseError:
-            raise
-        except (ValueError, IndexError, KeyError) as err:
-            raise ParseError(f"{func.__name__}: {err!r}") from err
+    def failed(err: Exception) -> ParseError:
+        return ParseError(f"{func.__name__}: {err!r}")
+
+    # Most parsers take the text alone, and several run on every read: no argument packing.
+    if func.__code__.co_argcount == 1 and not func.__defaults__:
+
+        @functools.wraps(func)
+        def parse(text: Any) -> Any:
+            try:
+                return func(text)
+            except ParseError:
+                raise
+            except (ValueError, IndexError, KeyError) as err:
+                raise failed(err) from err
+
+    else:
+
+        @functools.wraps(func)
+        def parse(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except ParseError:
+                raise
+            except (ValueError, IndexError, KeyError) as err:
+                raise failed(err) from err
 
     parse.parses_kernel_text = True  # type: ignore[attr-defined]
     return cast(F, parse)

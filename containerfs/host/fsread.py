@@ -5,19 +5,56 @@ descriptor kept open and read with pread(fd, n, 0) gives fresh content without t
 cost of an open and a close.  FileCache keeps such descriptors for files whose identity
 is stable (host /proc files, cgroup control files); per-process files are opened anew,
 since a pid can be reused by another process.
+
+Only regular files are read: a FIFO or socket bound over a kernel file (by a container
+that controls its own cgroup tree, say) would block the reading thread and with it every
+reader.  Files are opened O_NONBLOCK and checked with fstat before the first read.
+
+Short of descriptors (EMFILE, ENFILE) the caches give theirs back, halving each time,
+and a read that still cannot keep one opens, reads and closes; the caches grow again
+slowly as opens succeed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
+import stat
 import threading
+import weakref
 
 _CHUNK = 65536
+_PRESSURE = (errno.EMFILE, errno.ENFILE)
+# Successful opens before a shrunk cache may keep one more descriptor.
+_REGROW_EVERY = 64
+
+
+class NotRegular(OSError):
+    """A kernel file that is not a regular file (a FIFO or socket bound over it): refused."""
+
+
+def _open(path: str) -> int:
+    """A descriptor for the regular file path; relieves descriptor pressure once if needed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno not in _PRESSURE or not _relieve():
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegular(errno.EINVAL, f"{path} is not a regular file")
+    return fd
 
 
 def read_text(path: str) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = _open(path)
     try:
         return _read_all(fd)
     finally:
@@ -61,13 +98,36 @@ def _descriptor_budget() -> int:
     return max(16, soft // 2)
 
 
+_CACHES: weakref.WeakSet[FileCache] = weakref.WeakSet()
+
+
+def _relieve() -> bool:
+    """Close half of every cache's descriptors; whether any was closed."""
+    return any([cache.shrink() for cache in list(_CACHES)])
+
+
 class FileCache:
     """Open descriptors for frequently read kernel files, re-read with pread at offset 0."""
 
     def __init__(self, max_open: int | None = None) -> None:
-        self.max_open = max_open if max_open is not None else _descriptor_budget()
+        self.budget = max_open if max_open is not None else _descriptor_budget()
+        self.max_open = self.budget
+        self.shrinks = 0
+        self._opens = 0
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
+        _CACHES.add(self)
+
+    def shrink(self) -> bool:
+        """Give back the older half of the descriptors (at least one); whether any was closed."""
+        with self._lock:
+            self.shrinks += 1
+            self.max_open = len(self._fds) // 2
+            closed = False
+            while len(self._fds) > self.max_open:
+                os.close(self._fds.pop(next(iter(self._fds))))
+                closed = True
+            return closed
 
     def read(self, path: str) -> str:
         # Under the lock: another thread closing this descriptor (forget_under) while
@@ -82,7 +142,7 @@ class FileCache:
                     # and let a fresh open say whether the file still exists.
                     del self._fds[path]
                     os.close(fd)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open(path)
         try:
             text = _read_all(fd)
         except BaseException:
@@ -102,6 +162,12 @@ class FileCache:
             old = self._fds.pop(path, None)
             if old is not None:
                 os.close(old)
+            self._opens += 1
+            if self.max_open < self.budget and self._opens % _REGROW_EVERY == 0:
+                self.max_open += 1
+            if self.max_open == 0:
+                os.close(fd)  # under descriptor pressure: open, read, close
+                return
             while len(self._fds) >= self.max_open:
                 # Oldest first: dicts keep insertion order.
                 os.close(self._fds.pop(next(iter(self._fds))))

@@ -14,6 +14,9 @@ class TtlCache(Generic[V]):
         self.seconds = seconds
         self.max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, V]] = {}
+        # Expired entries are swept once per lifetime: keys of containers that are gone
+        # (pids, cgroup paths) must not pile up until the cache is full.
+        self._next_sweep = time.monotonic() + seconds
 
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         now = time.monotonic()
@@ -26,8 +29,14 @@ class TtlCache(Generic[V]):
 
     def put(self, key: Hashable, value: V, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        if now >= self._next_sweep:
+            self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+            self._next_sweep = now + self.seconds
         if len(self._entries) >= self.max_entries:
             self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
         self._entries[key] = (now + self.seconds, value)
+
+    def drop(self, key: Hashable) -> None:
+        self._entries.pop(key, None)

@@ -29,7 +29,8 @@ def _nspid(ctx: ViewContext, pid: int) -> list[int] | None:
         return None  # exited since the sample (ProcessGone), or a kernel without NSpid
 
 
-def render(ctx: ViewContext) -> str:
+def figures(ctx: ViewContext) -> LoadAvg:
+    """The file's figures; also what sysinfo(2) answers (loads and procs)."""
     state = ctx.state
     with state.lock:
         averages, tasks = state.averages, state.tasks
@@ -37,7 +38,11 @@ def render(ctx: ViewContext) -> str:
     last_pid = tasks.last_pid
     if reader is not None:
         last_pid = namespace_last_pid(reader, _nspid(ctx, tasks.last_pid) if tasks.last_pid else None)
-    return render_loadavg(LoadAvg(averages, tasks.running, tasks.total, last_pid))
+    return LoadAvg(averages, tasks.running, tasks.total, last_pid)
+
+
+def render(ctx: ViewContext) -> str:
+    return render_loadavg(figures(ctx))
 
 
 VIEW = View("proc/loadavg", proc_file("loadavg"), render)

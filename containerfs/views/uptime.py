@@ -36,13 +36,17 @@ def container_uptime(host: Uptime, start_ticks: int, ticks_per_second: int, cpus
     return Uptime(up, max(0.0, up * cpus - cpu_seconds))
 
 
-def render(ctx: ViewContext) -> str:
+def figures(ctx: ViewContext) -> Uptime:
+    """The file's figures; also what sysinfo(2) answers (uptime)."""
     host = parse_uptime(ctx.host.proc("uptime"))
     usage = ctx.cgroups.cpu_usage(ctx.paths)
-    uptime = container_uptime(
+    return container_uptime(
         host, start_ticks(ctx), ctx.clock_ticks, len(ctx.visible_cpus()), (usage.user_ns + usage.system_ns) / 1e9
     )
-    return render_uptime(uptime)
+
+
+def render(ctx: ViewContext) -> str:
+    return render_uptime(figures(ctx))
 
 
 VIEW = View("proc/uptime", proc_file("uptime"), render)

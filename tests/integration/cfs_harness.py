@@ -169,7 +169,7 @@ class FuseDaemon:
     def __init__(
         self,
         name: str,
-        argv: Sequence[str],
+        argv: Sequence[str | os.PathLike[str]],
         mountpoint: str | os.PathLike[str],
         log_path: str | os.PathLike[str],
         ready_file: str = "proc/meminfo",
@@ -264,8 +264,8 @@ class FuseDaemon:
             force_unmount(self.mountpoint)
 
 
-def containerfs_argv(mountpoint: str | os.PathLike[str], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "containerfs", "mount", "-f", *extra, str(mountpoint)]
+def containerfs_argv(mountpoint: str | os.PathLike[str], *extra: str | os.PathLike[str]) -> list[str]:
+    return [sys.executable, "-m", "containerfs", "mount", "-f", *map(str, extra), str(mountpoint)]
 
 
 # --------------------------------------------------------------------------- cgroups
@@ -415,9 +415,11 @@ class Container:
 
 
 class ContainerFactory:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, runtime=("runc",)):
         self.tmp_path = Path(tmp_path)
         self.containers = []
+        # The argv that runs `run`: runc, or a wrapper such as containerfs-runtime.
+        self.runtime = list(runtime)
 
     def _spec(
         self,
@@ -440,6 +442,7 @@ class ContainerFactory:
         hooks=None,
         annotations=None,
         pids_limit=None,
+        seccomp=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -509,6 +512,8 @@ class ContainerFactory:
         # Only this test's own daemons (their mountpoints are under tmp_path) give these
         # containers views: a packaged daemon watching every container declines them.
         spec["annotations"] = {"io.containerfs.mountpoint": f"{self.tmp_path}/*", **(annotations or {})}
+        if seccomp is not None:
+            spec["linux"]["seccomp"] = seccomp
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
 
     def create(self, args=("sleep", "infinity"), *, name="c", detach=True, timeout=60, **options):
@@ -526,6 +531,7 @@ class ContainerFactory:
         hooks: the OCI "hooks" object (stage -> list of {path, args, env, timeout}).
         annotations: the OCI annotations.
         pids_limit: the container's pids.max.
+        seccomp: the OCI linux.seccomp object.
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -547,7 +553,7 @@ class ContainerFactory:
         if detach:
             with open(bundle / "stdout.log", "wb") as out, open(bundle / "stderr.log", "wb") as err:
                 p = subprocess.run(
-                    ["runc", "run", "--detach", cid],
+                    [*self.runtime, "run", "--detach", cid],
                     cwd=bundle,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -560,7 +566,7 @@ class ContainerFactory:
                     + (bundle / "stderr.log").read_text(errors="replace")
                 )
         else:
-            p = run(["runc", "run", cid], timeout=timeout, cwd=bundle)
+            p = run([*self.runtime, "run", cid], timeout=timeout, cwd=bundle)
             c.result = (p.returncode, p.stdout, p.stderr)
         return c
 

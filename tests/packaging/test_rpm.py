@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 GOLDEN = REPO / "tests" / "golden"
 LAUNCHER = "/usr/bin/containerfs"
+RUNTIME = "/usr/bin/containerfs-runtime"  # a link to the launcher
 UNIT = "/usr/lib/systemd/system/containerfs.service"
 SYSCONFIG = "/etc/sysconfig/containerfs"
 OCI_HOOK = "/usr/share/containers/oci/hooks.d/containerfs.json"
@@ -121,6 +122,7 @@ def test_rpm_holds_the_package_the_command_and_the_integration_files(files: dict
     assert "RECORD" not in metadata, "pip must not think it can uninstall rpm's files"
     assert files[LAUNCHER] == files[LXC_HOOK] == "-rwxr-xr-x"
     assert files["/var/lib/containerfs"] == "drwxr-xr-x"
+    assert files[RUNTIME].startswith("l")
 
 
 def test_sysconfig_is_a_config_file_an_upgrade_keeps(rpm: Path) -> None:
@@ -256,6 +258,16 @@ def test_packaged_command_runs_the_packaged_code_and_the_vendored_mfusepy(unpack
     package, vendored = result.stdout.splitlines()[-2:]
     assert Path(package) == unpacked / sitelib(python_abi).lstrip("/") / "containerfs" / "__init__.py"
     assert Path(vendored).resolve() == unpacked / VENDOR.lstrip("/") / "mfusepy.py"
+
+
+def test_packaged_runtime_wrapper_runs_the_real_runtime(unpacked: Path, python_abi: str) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{unpacked}{sitelib(python_abi)}", "CONTAINERFS_RUNTIME": "runc"}
+    env["CONTAINERFS_RUNTIME_CONFIG"] = "/nonexistent"
+    result = subprocess.run(
+        [f"{unpacked}{RUNTIME}", "--version"], env=env, capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("runc version"), result.stdout
 
 
 def fixture_roots(host: str) -> list[str]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import containerfs.containers.resolve as resolve_module
 import containerfs.host.ttl as ttl_module
 from containerfs.containers.resolve import Resolver
 from containerfs.host.ttl import TtlCache
@@ -136,17 +135,13 @@ def test_a_cached_init_that_left_its_namespace_is_found_again(proc: Path) -> Non
         resolver.init_of(WEB_EXEC, WEB_PIDNS)
 
 
-def test_the_init_cache_keeps_only_namespaces_that_still_exist(proc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bound = 6
-    monkeypatch.setattr(resolve_module, "_MAX_CACHED_NAMESPACES", bound)
+def test_the_init_cache_keeps_only_namespaces_that_still_exist(proc: Path) -> None:
     resolver = Resolver(str(proc))
     live: dict[str, int] = {}
     for pid in (WEB_EXEC, 4001, 5000, 5100, NOLIMIT):  # each in a pid namespace of its own
-        # Fill the cache with namespaces of containers that exited (their inits are gone).
-        n = 0
-        while len(resolver._init_by_ns) < bound:
+        # Namespaces of containers that exited (their inits are gone): more than it keeps.
+        for n in range(5000):
             resolver._init_by_ns[f"pid:[{n}]"] = 900_000 + n
-            n += 1
         pidns = namespaces(proc, pid)[0]
         live[pidns] = resolver.init_of(pid, pidns)
         assert resolver._init_by_ns == live, "the dead namespaces go, the live ones stay"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,88 @@ def test_no_daemon_missing_or_stale_socket(tmp_path: Path) -> None:
     sock.close()  # a killed daemon leaves the file behind
     with pytest.raises(NoDaemon, match="left by a daemon that died"):
         request(stale, {"request": "status"})
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path) -> Iterator[ControlServer]:
+    """A server with the daemon's real per-client timeout (5 s)."""
+    srv = ControlServer(str(tmp_path / "run" / "slow.sock"), echo, peer_uid=os.getuid())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _answered_within(path: str, seconds: float) -> float:
+    started = time.monotonic()
+    assert request(path, {"request": "status"}, timeout=seconds)["ok"]
+    return time.monotonic() - started
+
+
+def test_an_idle_client_delays_no_one(slow_server: ControlServer) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+        idle.connect(slow_server.path)
+        time.sleep(0.1)  # accepted and waiting for its request
+        assert _answered_within(slow_server.path, 1.0) < 1.0
+
+
+def test_a_slow_drip_client_is_cut_off_and_delays_no_one(slow_server: ControlServer) -> None:
+    stop = threading.Event()
+    outcome: list[bytes] = []
+
+    def drip() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(slow_server.path)
+            try:
+                for byte in b'{"request": "status"}':
+                    sock.sendall(bytes([byte]))
+                    if stop.wait(0.3):
+                        return
+                outcome.append(b"sent all")
+            except OSError:
+                pass
+            outcome.append(sock.recv(4096))
+
+    t = threading.Thread(target=drip)
+    t.start()
+    try:
+        time.sleep(0.2)
+        for _ in range(3):
+            assert _answered_within(slow_server.path, 1.0) < 1.0
+    finally:
+        t.join(15)
+    # 21 bytes at 0.3 s each take longer than the 5 s deadline for a whole request.
+    answer = b"".join(outcome)
+    assert b'"ok": false' in answer and b"time" in answer, outcome
+
+
+def test_deeply_nested_json_gets_an_error_reply(slow_server: ControlServer) -> None:
+    for depth in (1000, 20_000):
+        payload = b'{"a": ' + b"[" * depth + b"]" * depth + b"}\n"
+        answer = raw(slow_server.path, payload, False)
+        assert b"nested deeper" in answer, answer[:200]
+    # Brackets inside strings are not nesting.
+    assert request(slow_server.path, {"request": "[[[[[[[[[[[[[[[[[[[[[[[[[[["})["ok"]
+    assert _answered_within(slow_server.path, 1.0) < 1.0
+
+
+def test_too_many_clients_at_once_are_told_busy(slow_server: ControlServer) -> None:
+    idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(8)]
+    try:
+        for sock in idle:
+            sock.connect(slow_server.path)
+        time.sleep(0.2)
+        with pytest.raises(ControlError, match="busy"):
+            request(slow_server.path, {"request": "status"}, timeout=1.0)
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 2
+    while True:  # the idle clients' threads notice the close and free their slots
+        try:
+            assert request(slow_server.path, {"request": "status"}, timeout=1.0)["ok"]
+            break
+        except ControlError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

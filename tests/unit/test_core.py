@@ -14,7 +14,7 @@ import pytest
 
 import containerfs.views
 from containerfs.daemon.core import ContainerFS, Options
-from containerfs.daemon.errors import IsADirectory, NotFound
+from containerfs.daemon.errors import IsADirectory, NotFound, ReadFailed
 from containerfs.daemon.snapshots import MAX_SNAPSHOTS, Snapshots
 from containerfs.views import block_stat
 from containerfs.views.registry import OVERLAYS, VIEWS, device_views
@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEB_INIT = 2000  # the "web" container's init in every fixture host (see SCENARIO.md)
 HOST_SHELL = 1100
 WEB_EXEC = 2002  # `docker exec` into web: the same container, another reader
+OTHER_INIT = 3000  # another container, with another memory limit
 
 
 def test_every_view_module_is_registered() -> None:
@@ -87,14 +88,14 @@ def test_tree() -> None:
 def test_read_errors() -> None:
     fs = make_fs(FIXTURES / "v2")
     with pytest.raises(NotFound):
-        fs.read("/proc/nope", 10, 0, WEB_INIT)
+        fs.open("/proc/nope", WEB_INIT)
     with pytest.raises(IsADirectory):
-        fs.read("/proc", 10, 0, WEB_INIT)
+        fs.open("/proc", WEB_INIT)
 
 
-def _read_rest(fs: ContainerFS, first: bytes, pid: int, chunk_size: int = 7) -> bytes:
+def _read_rest(fs: ContainerFS, handle: int, first: bytes, pid: int, chunk_size: int = 7) -> bytes:
     whole = first
-    while chunk := fs.read("/proc/meminfo", chunk_size, len(whole), pid):
+    while chunk := fs.read(handle, chunk_size, len(whole), pid):
         whole += chunk
     return whole
 
@@ -103,37 +104,82 @@ def test_offset_zero_renders_fresh_later_offsets_use_the_snapshot(host_copy: Pat
     fs = make_fs(host_copy)
     current = web_cgroup(host_copy) / "memory.current"
     expected = fs.render_path("/proc/meminfo", WEB_INIT)
-    first = fs.read("/proc/meminfo", 7, 0, WEB_INIT)
+    handle = fs.open("/proc/meminfo", WEB_INIT)
+    first = fs.read(handle, 7, 0, WEB_INIT)
     # The container's usage changes between two chunks of one read...
     before = int(current.read_text())
     current.write_text(f"{before + 100 * 1024 * 1024}\n")
     # ... yet the chunks form one consistent file: the snapshot taken at offset 0.
-    whole = _read_rest(fs, first, WEB_INIT)
+    whole = _read_rest(fs, handle, first, WEB_INIT)
     assert whole == expected
-    # A re-read at offset 0 (what top does) sees the new usage.
-    again = fs.read("/proc/meminfo", 1 << 16, 0, WEB_INIT)
+    # A re-read at offset 0 through the same open file (what top does) sees the new usage.
+    again = fs.read(handle, 1 << 16, 0, WEB_INIT)
     assert meminfo_value(whole, "MemFree") - meminfo_value(again, "MemFree") == 100 * 1024
+    fs.release(handle)
+    assert len(fs.snapshots) == 0 and fs.snapshots.handles() == 0
 
 
-def test_snapshots_are_per_reader_and_end_with_the_read_at_the_end(host_copy: Path) -> None:
+def test_one_open_file_is_one_content_whichever_thread_reads(host_copy: Path) -> None:
     fs = make_fs(host_copy)
     current = web_cgroup(host_copy) / "memory.current"
-    old = fs.render_path("/proc/meminfo", WEB_INIT)
-    first = fs.read("/proc/meminfo", 7, 0, WEB_INIT)
+    handle = fs.open("/proc/meminfo", WEB_INIT)
+    first = fs.read(handle, 7, 0, WEB_INIT)
     current.write_text(f"{int(current.read_text()) + 100 * 1024 * 1024}\n")
-    new = fs.render_path("/proc/meminfo", WEB_INIT)
-    # Another reading thread in the same container starts late: its own, fresh content.
-    assert fs.read("/proc/meminfo", 7, 7, WEB_EXEC) == new[7:14]
-    assert _read_rest(fs, first, WEB_INIT) == old
-    # The read at the end dropped the snapshot: a later offset renders anew.
-    assert fs.read("/proc/meminfo", 7, 7, WEB_INIT) == new[7:14]
+    # Another thread (a thread pool's worker) goes on reading the same descriptor.
+    whole = _read_rest(fs, handle, first, WEB_EXEC)
+    assert meminfo_value(whole, "MemFree") - meminfo_value(fs.render_path("/proc/meminfo", WEB_INIT), "MemFree") == (
+        100 * 1024
+    )
 
 
-def test_snapshots_of_readers_that_stop_early_are_bounded() -> None:
+def test_nothing_of_one_open_file_is_visible_through_another() -> None:
+    """The thread-id reuse attack: A reads the start of a file and exits without reaching
+    the end; B, another container whose thread may carry A's id, opens the file and reads
+    at an offset above 0.  B must get its own content, never A's."""
     fs = make_fs(FIXTURES / "v2")
-    for tid in range(MAX_SNAPSHOTS + 10):
-        fs.read("/proc/uptime", 1, 0, 10_000_000 + tid)  # host readers: pids the fixture lacks
+    mine, theirs = fs.render_path("/proc/meminfo", OTHER_INIT), fs.render_path("/proc/meminfo", WEB_INIT)
+    assert meminfo_value(mine, "MemTotal") != meminfo_value(theirs, "MemTotal")
+    a = fs.open("/proc/meminfo", WEB_INIT)
+    fs.read(a, 7, 0, WEB_INIT)  # A stops early: no read at the end, no release yet
+    b = fs.open("/proc/meminfo", OTHER_INIT)
+    assert a != b
+    seen = fs.read(b, 1 << 16, 1, OTHER_INIT)
+    assert seen == mine[1:], "an open file was served another open file's content"
+    fs.release(b)
+    # Handles are never reused, so a released one cannot name a later open file.
+    assert len({fs.open("/proc/meminfo", WEB_INIT) for _ in range(100)}) == 100
+
+
+def test_snapshots_of_readers_that_hold_many_descriptors_are_bounded() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    handles = [fs.open("/proc/uptime", 10_000_000 + i) for i in range(MAX_SNAPSHOTS + 10)]
+    for i, handle in enumerate(handles):
+        fs.read(handle, 1, 0, 10_000_000 + i)  # host readers: pids the fixture lacks
     assert len(fs.snapshots) == MAX_SNAPSHOTS
+    # The first handle lost its content: it renders again, for its own reader only.
+    assert fs.read(handles[0], 1 << 16, 1, WEB_INIT) == fs.render_path("/proc/uptime", WEB_INIT)[1:]
+
+
+def test_forgotten_handles_still_read_their_own_view() -> None:
+    fs = make_fs(FIXTURES / "v2")
+    fs.snapshots.max_handles = 4
+    first = fs.open("/proc/cpuinfo", WEB_INIT)
+    for _ in range(10):
+        fs.read(fs.open("/proc/meminfo", WEB_INIT), 7, 0, WEB_INIT)
+    assert fs.snapshots.handles() == 4
+    assert fs.read(first, 1 << 20, 0, WEB_INIT) == fs.render_path("/proc/cpuinfo", WEB_INIT)
+    assert len(fs.snapshots) <= 4
+
+
+def test_reported_size_is_never_smaller_than_any_content() -> None:
+    for host in ("v1", "v2", "hybrid"):
+        fs = make_fs(FIXTURES / host)
+        pids = [int(p.name) for p in (FIXTURES / host / "proc").iterdir() if p.name.isdigit()]
+        for path in VIEWS:
+            size = fs.size(path)
+            assert size % 4096 == 0
+            for pid in [*pids, 999999]:
+                assert len(fs.render_path(path, pid)) <= size, (host, path, pid)
 
 
 @pytest.mark.parametrize(
@@ -147,13 +193,17 @@ def test_snapshots_of_readers_that_stop_early_are_bounded() -> None:
 )
 def test_snapshot_limits(max_count: int, max_bytes: int, sizes: list[int], kept: list[int]) -> None:
     store = Snapshots(max_count, max_bytes)
-    for tid, size in enumerate(sizes):
-        store.put((tid, "proc/meminfo"), b"x" * size)
-    assert [tid for tid in range(len(sizes)) if store.get((tid, "proc/meminfo")) is not None] == kept
-    assert store.bytes == sum(sizes[tid] for tid in kept)
-    store.put((kept[-1], "proc/meminfo"), b"y")  # replacing keeps the byte count right
-    store.drop((kept[-1], "proc/meminfo"))
-    assert store.bytes == sum(sizes[tid] for tid in kept[:-1])
+    handles = [store.open(3) for _ in sizes]
+    assert all(Snapshots.kind(h) == 3 for h in handles)
+    for handle, size in zip(handles, sizes):
+        store.put(handle, b"x" * size)
+    assert [i for i, h in enumerate(handles) if store.get(h) is not None] == kept
+    assert store.bytes == sum(sizes[i] for i in kept)
+    store.put(handles[kept[-1]], b"y")  # replacing keeps the byte count right
+    store.release(handles[kept[-1]])
+    assert store.bytes == sum(sizes[i] for i in kept[:-1])
+    store.put(handles[kept[-1]], b"z")  # a released handle keeps nothing
+    assert store.get(handles[kept[-1]]) is None
 
 
 def test_host_reader_gets_host_file() -> None:
@@ -175,32 +225,69 @@ def test_host_reader_gets_host_file() -> None:
         ("remove cpu.stat", "proc/stat"),
         ("remove cgroup dir", "proc/uptime"),
         ("garbage init stat", "proc/uptime"),
-        ("vanished reader", "proc/cpuinfo"),
     ],
 )
-def test_failures_serve_host_file_and_are_counted(
+def test_a_container_reader_never_gets_host_figures(
     host_copy: Path, damage: str, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     fs = make_fs(host_copy)
     cgroup = web_cgroup(host_copy)
-    pid = WEB_INIT
     if damage.startswith("remove cgroup"):
         shutil.rmtree(cgroup)
     elif damage.startswith("remove"):
         (cgroup / damage.split()[1]).unlink()
     elif damage == "garbage init stat":
         (host_copy / "proc" / str(WEB_INIT) / "stat").write_text("not a stat line")
-    elif damage == "vanished reader":
-        pid = 999999
     else:
         (cgroup / damage.split()[1]).write_text("garbage\n")
-    with caplog.at_level(logging.WARNING):
-        content = fs.render_path(path, pid)
-    host_file = host_copy / ("proc" if path.startswith("proc/") else "sys") / path.split("/", 1)[1]
-    assert content == host_file.read_bytes()
+    with caplog.at_level(logging.WARNING), pytest.raises(ReadFailed):
+        fs.render_path(path, WEB_INIT)
     assert fs.stats.fallbacks == 1
     assert fs.stats.errors == 0, "an expected failure (vanished or damaged files) is not a daemon error"
-    assert "serving the host's file" in caplog.text
+    assert "the read fails" in caplog.text
+
+
+def test_a_vanished_reader_gets_the_host_file(caplog: pytest.LogCaptureFixture) -> None:
+    fs = make_fs(FIXTURES / "v2")
+    with caplog.at_level(logging.WARNING):
+        content = fs.render_path("proc/cpuinfo", 999999)
+    assert content == (FIXTURES / "v2" / "proc" / "cpuinfo").read_bytes()
+    assert fs.stats.fallbacks == 1 and fs.stats.errors == 0
+
+
+def test_a_reader_whose_cgroup_moved_and_vanished_is_resolved_again(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    expected = fs.render_path("proc/meminfo", OTHER_INIT)
+    assert fs.render_path("proc/meminfo", WEB_INIT) != expected
+    # web's init moves into the other container's cgroup and its own is removed, within
+    # the time membership is remembered.
+    old = web_cgroup(host_copy)
+    other = (host_copy / "proc" / str(OTHER_INIT) / "cgroup").read_text()
+    (host_copy / "proc" / str(WEB_INIT) / "cgroup").write_text(other)
+    shutil.rmtree(old)
+    assert fs.render_path("proc/meminfo", WEB_INIT) == expected
+    assert fs.stats.fallbacks == 0
+
+
+def test_a_recreated_cgroup_is_a_new_container(host_copy: Path) -> None:
+    fs = make_fs(host_copy)
+    fs.render_path("proc/loadavg", WEB_INIT)
+    for _ in range(12):
+        fs.sampler.sample_all()
+    assert float(fs.render_path("proc/loadavg", WEB_INIT).split()[0]) > 1
+    stat_before = fs.render_path("proc/stat", WEB_INIT)
+    # docker restart: the same path, a new directory.
+    cgroup = web_cgroup(host_copy)
+    saved = host_copy.parent / "saved"
+    shutil.copytree(cgroup, saved)
+    shutil.rmtree(cgroup)
+    shutil.copytree(saved, cgroup)
+    (cgroup / "cpu.stat").write_text("usage_usec 1000\nuser_usec 600\nsystem_usec 400\n")
+    assert fs.render_path("proc/loadavg", WEB_INIT).split()[:3] == [b"0.00", b"0.00", b"0.00"]
+    stat_after = fs.render_path("proc/stat", WEB_INIT)
+    assert int(stat_after.split()[1]) < int(stat_before.split()[1]), "the old container's stat floor leaked"
+    fs.sampler.sample_all()  # the sampler drops the old container's state
+    assert len(fs.registry) == 1
 
 
 def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,19 +297,21 @@ def test_a_bug_in_a_view_is_counted_as_an_error(monkeypatch: pytest.MonkeyPatch)
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(fs.cgroups, "memory", broken)
-    assert fs.render_path("proc/meminfo", WEB_INIT) == (FIXTURES / "v2" / "proc" / "meminfo").read_bytes()
+    with pytest.raises(ReadFailed):
+        fs.render_path("proc/meminfo", WEB_INIT)
     assert (fs.stats.fallbacks, fs.stats.errors) == (1, 1)
     assert fs.stats.last_error is not None
 
 
-def test_fallback_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_log_is_rate_limited(host_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs = make_fs(host_copy)
     (web_cgroup(host_copy) / "memory.current").unlink()
     with caplog.at_level(logging.WARNING):
         for _ in range(50):
-            fs.render_path("proc/meminfo", WEB_INIT)
+            with pytest.raises(ReadFailed):
+                fs.render_path("proc/meminfo", WEB_INIT)
     assert fs.stats.fallbacks == 50
-    assert caplog.text.count("serving the host's file") == 1
+    assert caplog.text.count("the read fails") == 1
 
 
 def test_stat_never_goes_backwards(host_copy: Path) -> None:

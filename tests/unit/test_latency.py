@@ -66,9 +66,10 @@ def test_the_core_times_each_read_that_renders() -> None:
     fs = ContainerFS(
         Options(str(FIXTURES / "v2" / "proc"), str(FIXTURES / "v2" / "sys"), str(FIXTURES / "v2" / "cgroup"))
     )
-    fs.read("/proc/meminfo", 7, 0, 2000)
-    fs.read("/proc/meminfo", 7, 7, 2000)  # a later offset is a slice of the snapshot: not timed
-    fs.read("/proc/meminfo", 4096, 0, 1100)
+    handle = fs.open("/proc/meminfo", 2000)
+    fs.read(handle, 7, 0, 2000)
+    fs.read(handle, 7, 7, 2000)  # a later offset is a slice of the snapshot: not timed
+    fs.read(fs.open("/proc/meminfo", 1100), 4096, 0, 1100)
     summary = fs.latency.summary()
     assert summary.samples == 2
     assert summary.p99_seconds is not None and 0 < summary.p99_seconds < 1

@@ -1,0 +1,3 @@
+from containerfs.runtime.main import main
+
+main()
