@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from containerfs.host.errors import parser
+
 
 class FileLock(NamedTuple):
     kind: str  # FLOCK, POSIX, OFDLCK, LEASE...
@@ -12,6 +14,7 @@ class FileLock(NamedTuple):
     inode: int
 
 
+@parser
 def parse_locks(text: str) -> list[FileLock]:
     """The held locks (a waiter's "->" line names a lock it does not have yet)."""
     locks = []
