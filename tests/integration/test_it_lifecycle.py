@@ -396,8 +396,10 @@ def test_a_namespace_that_hangs_does_not_hold_up_the_next_container(views, start
         assert "did not answer within 0.5s" in views.daemon.log()
         assert wait_until(lambda: "giving up on" in views.daemon.log(), timeout=15), views.daemon.log()
         time.sleep(1.5)  # a few more passes: none enters it again
-        # Said at the first attempt and when giving up: not retried on every pass.
-        assert views.daemon.log().count("did not answer") == 2, views.daemon.log()
+        # Said at the first attempt and when giving up: not retried on every pass.  (Under
+        # load the plain one's first attempt may time out too: it is retried and gets its views.)
+        hostile_lines = [line for line in views.daemon.log().splitlines() if "hostile" in line]
+        assert sum("did not answer" in line for line in hostile_lines) == 2, views.daemon.log()
         assert memtotal(plain) == LIMIT
         assert hostile.pid > 0
     finally:
