@@ -7,8 +7,7 @@
 - container_argv(): argv that runs a command "inside a container": a process that is
   the init of a fresh pid namespace, has its own mount namespace and has moved itself
   into the benchmark cgroup before exec'ing the command.
-- Run as a script (``python3 _harness.py loop PATH START DURATION`` or
-  ``python3 _harness.py cat PATH``) it is the reader process used by bench_reads.py.
+- RuncContainer: a runc container (bench_reads.py's readers run in it; _reader.py).
 """
 
 from __future__ import annotations
@@ -25,11 +24,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-HARNESS = Path(__file__).resolve()
 
 # The daemons, mounts and containers of the integration tests, shared (tests/integration/cfs_harness.py).
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests" / "integration")]
@@ -54,12 +53,11 @@ class ContainerfsDaemon(FuseDaemon):
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (), floor: bool = False) -> None:
         self.workdir = workdir
         mountpoint = workdir / "mnt"
-        if floor:  # the adapter alone, no views computed (floor_daemon.py)
-            argv = [sys.executable, str(BENCH_DIR / "floor_daemon.py"), str(workdir / "run"), str(mountpoint)]
-        else:
-            # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
-            run_dir = ["--run-dir", str(workdir / "run")] if "--run-dir" not in extra_args else []
-            argv = containerfs_argv(mountpoint, *run_dir, *extra_args)
+        # The control socket and the clean-stop record stay in the work dir, not /run/containerfs.
+        run_dir = ["--run-dir", str(workdir / "run")] if "--run-dir" not in extra_args else []
+        argv = containerfs_argv(mountpoint, *run_dir, *extra_args)
+        if floor:  # the adapter alone, no views computed: floor_daemon.py takes the same arguments
+            argv[1:3] = [str(BENCH_DIR / "floor_daemon.py")]
         super().__init__("containerfs", argv, mountpoint, workdir / "containerfs.log")
 
 
@@ -179,6 +177,93 @@ class Cgroup:
         self.created.clear()
 
 
+class RuncContainer:
+    """A runc container: read-only rootfs of the host's /usr and /etc, binds, v1 resources.
+
+    Its cgroup is ``/<name>/c``: removing ``/<name>`` in every hierarchy cleans up.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        binds: dict[str, str],
+        memory: int,
+        cpus: str,
+        quota: int,
+        period: int,
+    ) -> None:
+        self.name = name
+        self.bundle = workdir / "bundle"
+        self.binds = binds  # host path -> path in the container
+        self.memory, self.cpus, self.quota, self.period = memory, cpus, quota, period
+        self.created = False
+
+    def _spec(self) -> dict[str, object]:
+        subprocess.run(["runc", "spec"], cwd=self.bundle, check=True, capture_output=True)
+        spec: dict[str, Any] = json.loads((self.bundle / "config.json").read_text())
+        spec["process"].update(terminal=False, args=["sleep", "infinity"])
+        spec["process"]["env"] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"]
+        spec["root"] = {"path": "rootfs", "readonly": True}
+        binds = {"/usr": "/usr", "/etc": "/etc", **self.binds}
+        spec["mounts"] += [
+            {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]}
+            for src, dst in binds.items()
+        ]
+        spec["linux"]["resources"] = {
+            "memory": {"limit": self.memory},
+            "cpu": {"cpus": self.cpus, "quota": self.quota, "period": self.period},
+        }
+        spec["linux"]["cgroupsPath"] = f"/{self.name}/c"
+        return spec
+
+    def create(self) -> None:
+        rootfs = self.bundle / "rootfs"
+        for d in ("usr", "etc", "proc", "sys", "dev", "tmp", *(dst.lstrip("/") for dst in self.binds.values())):
+            (rootfs / d).mkdir(parents=True, exist_ok=True)
+        for link in ("bin", "lib", "lib64", "sbin"):
+            (rootfs / link).symlink_to(f"usr/{link}")
+        (self.bundle / "config.json").write_text(json.dumps(self._spec()))
+        self.created = True
+        # The detached init inherits stdio: a file, not a pipe that would never see EOF.
+        errors = self.bundle / "runc.log"
+        with open(errors, "wb") as out:
+            p = subprocess.run(
+                ["runc", "run", "--detach", self.name],
+                cwd=self.bundle,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        if p.returncode != 0:
+            raise RuntimeError(f"runc run {self.name} failed: {errors.read_text(errors='replace').strip()}")
+
+    def exec_argv(self, argv: Sequence[str]) -> list[str]:
+        return ["runc", "exec", self.name, *argv]
+
+    def remove(self) -> None:
+        """Delete the container and its cgroups.  Never raises."""
+        if not self.created:
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["runc", "delete", "-f", self.name], capture_output=True, timeout=30)
+        for hierarchy in CGROUP_ROOT.iterdir():
+            parent = hierarchy / self.name
+            for d in (parent / "c", parent):
+                for _ in range(50):
+                    try:
+                        d.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError as exc:
+                        if exc.errno != errno.EBUSY:
+                            log(f"  warning: rmdir {d}: {exc}")
+                            break
+                        time.sleep(0.1)
+        self.created = False
+
+
 def container_argv(cgroup: Cgroup, argv: Sequence[str]) -> list[str]:
     """argv that runs ``argv`` as pid 1 of new pid+mount namespaces inside ``cgroup``.
 
@@ -248,77 +333,3 @@ def run_cleanups(steps: Sequence[tuple[str, Callable[[], object]]]) -> None:
             fn()
         except Exception as exc:
             log(f"  cleanup step {what!r} failed: {exc!r}")
-
-
-# ---------------------------------------------------------------------------- reader
-
-
-def _reader_loop(path: str, start: float, duration: float) -> int:
-    """open / read until EOF / close ``path`` from ``start`` (CLOCK_MONOTONIC) on."""
-    o_open, o_read, o_close, mono = os.open, os.read, os.close, time.monotonic
-    rdonly = os.O_RDONLY
-    delay = start - mono()
-    if delay > 0:
-        time.sleep(delay)
-    end = start + duration
-    count = errors = nbytes = 0
-    first_error = ""
-    t0 = mono()
-    while mono() < end:
-        try:
-            fd = o_open(path, rdonly)
-            try:
-                while True:
-                    chunk = o_read(fd, 65536)
-                    if not chunk:
-                        break
-                    nbytes += len(chunk)
-            finally:
-                o_close(fd)
-            count += 1
-        except OSError as exc:
-            errors += 1
-            if not first_error:
-                first_error = repr(exc)
-            if errors >= 1000:
-                break
-    elapsed = mono() - t0
-    print(
-        json.dumps(
-            {
-                "pid_in_ns": os.getpid(),
-                "count": count,
-                "elapsed": elapsed,
-                "bytes": nbytes,
-                "errors": errors,
-                "first_error": first_error,
-                "late": -delay if delay < 0 else 0.0,
-            }
-        )
-    )
-    return 0
-
-
-def _reader_cat(path: str) -> int:
-    with open(path, "rb", buffering=0) as f:
-        data = b""
-        while True:
-            chunk = f.read(65536)
-            if not chunk:
-                break
-            data += chunk
-    print(json.dumps({"pid_in_ns": os.getpid(), "content": data.decode("utf-8", "replace")}))
-    return 0
-
-
-def reader_main(argv: Sequence[str]) -> int:
-    if len(argv) == 4 and argv[0] == "loop":
-        return _reader_loop(argv[1], float(argv[2]), float(argv[3]))
-    if len(argv) == 2 and argv[0] == "cat":
-        return _reader_cat(argv[1])
-    print("usage: _harness.py loop PATH START DURATION | cat PATH", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(reader_main(sys.argv[1:]))

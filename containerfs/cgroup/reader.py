@@ -56,6 +56,10 @@ class CgroupReader(Protocol):
 
     def process_ids(self, paths: CgroupPaths) -> list[int]: ...
 
+    def pressure(self, paths: CgroupPaths, resource: str) -> str | None:
+        """The cgroup's RESOURCE.pressure text; None on v1/hybrid or where PSI is off."""
+        ...
+
     def forget(self, paths: CgroupPaths) -> None:
         """Close the cached descriptors of cgroups that were removed."""
         ...

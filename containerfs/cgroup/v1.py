@@ -142,3 +142,8 @@ class V1Reader(ReaderBase):
                 old = devices.get(dev, IoDevice())
                 devices[dev] = IoDevice(*(max(x, y) for x, y in zip(old, seen)))
         return devices
+
+    def pressure(self, paths: CgroupPaths, resource: str) -> str | None:
+        # v1 keeps no per-cgroup stall figures (the unified tree of a hybrid host may, but
+        # its cgroups are not the ones the container's limits live in).
+        return None

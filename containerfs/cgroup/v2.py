@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from fractions import Fraction
 
 from containerfs.cgroup import files
-from containerfs.cgroup.common import CgroupKey, CgroupPaths, ReaderBase, min_optional
+from containerfs.cgroup.common import CgroupKey, CgroupPaths, ReaderBase, join, min_optional
 from containerfs.cgroup.records import (
     MEMORY_EVENT_KEYS,
     MEMORY_STAT_KEYS,
@@ -77,3 +78,19 @@ class V2Reader(ReaderBase):
             dev: IoDevice(**{k: v for k, v in values.items() if k in IoDevice._fields})
             for dev, values in files.parse_io_stat(text).items()
         }
+
+    def pressure(self, paths: CgroupPaths, resource: str) -> str | None:
+        located = self._dir(paths, resource)
+        if located is None:
+            return None
+        try:
+            text = self.files.read_optional(join(*located, f"{resource}.pressure"))
+        except OSError as err:
+            # Missing with psi=0 or `cgroup.pressure` 0 (Linux 6.1+); some kernels keep
+            # the files and answer EOPNOTSUPP instead.
+            if err.errno == errno.EOPNOTSUPP:
+                return None
+            raise
+        if text is None:
+            self._check_present(*located)  # PSI off, unless the cgroup itself is gone
+        return text

@@ -115,7 +115,7 @@ def discover(proc_root: str, resolver: Resolver | None = None) -> list[Container
                 continue  # another mount namespace of a container already found
             record = _record(pid, *namespaces, container.cgroups)
             init = container.init_pid
-            if init is not None and init != pid and naming_path(resolver.cgroups_of(init)) == path:
+            if init is not None and init != pid and naming_path(resolver.container_cgroups_of(init)) == path:
                 # Found from a member: the container is named by its init.
                 record = _record(init, namespaces[0], resolver.ns(init, "mnt"), container.cgroups)
             records[path] = record

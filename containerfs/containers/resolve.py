@@ -11,6 +11,11 @@ watcher) asks the same question of every process.  Namespaces decide:
   the init is the pause container: lxcfs #543).
 
 A process whose container would be the root cgroup is a host process (`unshare -p`).
+
+On cgroup v2 a caller in a cgroup namespace of its own is lifted to that namespace's root
+when it lies below it: the container's cgroup, even when every process of the container
+moved to sub-cgroups (systemd's init.scope, a delegated subtree: v2 allows no processes
+in a cgroup that enables controllers for its children).
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ class Resolver:
         # The daemon runs in the host's namespaces: its own links name "the host".
         self.host_pidns = self.ns("self", "pid")
         self.host_mntns = self.ns("self", "mnt")
+        self.host_cgroupns = self._cgroupns("self")
         self._init_by_ns: dict[str, int] = {}
+        self._root_by_cgroupns: dict[str, str | None] = {}
         # Processes rarely change cgroups; a reader's container is re-resolved after this
         # long, or at once if its pid now names a process in other namespaces.
         self._recent: TtlCache[tuple[tuple[str, str], Container | None]] = TtlCache(membership_seconds)
@@ -63,6 +70,10 @@ class Resolver:
 
     def cgroups_of(self, pid: int) -> dict[str, str]:
         return self.procfs.process(pid).cgroups()
+
+    def container_cgroups_of(self, pid: int) -> dict[str, str]:
+        """pid's cgroups, v2's raised to the root of its cgroup namespace (its container's)."""
+        return self._lifted(pid, self.cgroups_of(pid))
 
     def resolve(self, pid: int) -> Container | None:
         """The caller's container, or None for a host process."""
@@ -82,14 +93,14 @@ class Resolver:
         if pidns == self.host_pidns:
             if mntns == self.host_mntns:
                 return None
-            container = Container(self.cgroups_of(pid), None)
+            container = Container(self.container_cgroups_of(pid), None)
         else:
             container = self._in_pid_namespace(pid, pidns)
         return None if naming_path(container.cgroups) == "/" else container
 
     def _in_pid_namespace(self, pid: int, pidns: str) -> Container:
         init = self.init_of(pid, pidns)
-        own = self.cgroups_of(pid)
+        own = self.container_cgroups_of(pid)
         if init == pid:
             return Container(own, pid)
         init_cgroups = self.cgroups_of(init)
@@ -100,6 +111,44 @@ class Resolver:
         # Uptime counts from the namespace's init even for a pod member: inside the
         # namespace the init is pid 1, and nothing there may look older than "boot".
         return Container(chosen, init)
+
+    def _cgroupns(self, pid: int | str) -> str | None:
+        try:
+            return self.ns(pid, "cgroup")
+        except OSError:
+            return None  # no cgroup namespaces (before Linux 4.6)
+
+    def _lifted(self, pid: int, cgroups: dict[str, str]) -> dict[str, str]:
+        """cgroups with the v2 path raised to the root of pid's cgroup namespace."""
+        path = cgroups.get("")
+        cgroupns = self._cgroupns(pid)
+        if path is None or cgroupns is None or cgroupns == self.host_cgroupns:
+            return cgroups
+        root = self._root_by_cgroupns.get(cgroupns)
+        # A remembered root that does not hold the path belongs to an exited container
+        # whose namespace number was reused: look again.
+        if cgroupns not in self._root_by_cgroupns or (root is not None and not within(path, root)):
+            if len(self._root_by_cgroupns) >= _MAX_CACHED_NAMESPACES:
+                self._root_by_cgroupns.clear()  # namespaces of exited containers, mostly
+            root = self._root_by_cgroupns[cgroupns] = self._cgroupns_root(pid)
+        if root is None or root == path or not within(path, root):
+            return cgroups
+        return {**cgroups, "": root}
+
+    def _cgroupns_root(self, pid: int) -> str | None:
+        """The root of pid's cgroup namespace, named from ours; None if it mounted no cgroup2.
+
+        No file names a namespace's root, but a cgroup2 mount made inside the namespace
+        has it as its root, and mountinfo prints that root from the reader's namespace.
+        """
+        mounts = [m for m in self.procfs.process(pid).mountinfo() if m.fstype == "cgroup2"]
+        if not mounts:
+            return None
+        standard = [m for m in mounts if m.mountpoint == "/sys/fs/cgroup"]
+        root = (standard or mounts)[-1].root
+        # "/" is a bind of the host's tree (no namespace root to learn), "/.." a mount
+        # from outside ours.
+        return None if root == "/" or root.startswith("/..") else root
 
     def init_of(self, pid: int, pidns: str) -> int:
         """The init (pid 1) of pidns, found from pid, a process in it; remembered per namespace."""

@@ -39,7 +39,7 @@ from containerfs.sysinfo.service import SysinfoService
 from containerfs.views.overlays import bind_targets
 
 if TYPE_CHECKING:
-    from containerfs.daemon.fuse_adapter import Service
+    from containerfs.daemon.fuse_lowlevel import Service
 
 log = logging.getLogger("containerfs")
 
@@ -247,7 +247,7 @@ def mount(
     except (MountpointBusy, OSError, ValueError, subprocess.CalledProcessError) as err:
         print(f"containerfs: cannot mount: {err}", file=sys.stderr)
         return 1
-    from containerfs.daemon.fuse_adapter import libfuse_version, serve
+    from containerfs.daemon.fuse_lowlevel import libfuse_version, serve
 
     injection = InjectionService(
         mountpoint,

@@ -8,6 +8,7 @@ st_ino; on v2 the inode number is the cgroup id), so a recreated directory is a 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import NamedTuple
@@ -22,6 +23,12 @@ StateKey = tuple[tuple[str, str, int, int], ...]
 _V1_IDENTITY = ("memory", "cpu", "cpuacct")
 
 
+@functools.lru_cache(maxsize=64)
+def _real(hierarchy: str) -> str:
+    # /sys/fs/cgroup/cpu and /cpuacct are links to one cpu,cpuacct mount, fixed at boot.
+    return os.path.realpath(hierarchy)
+
+
 def identity(hierarchies: Hierarchies, paths: dict[str, str]) -> StateKey:
     """The container these cgroups make up, as of now; raises OSError if a directory is gone."""
     if hierarchies.layout is Layout.V2:
@@ -34,9 +41,11 @@ def identity(hierarchies: Hierarchies, paths: dict[str, str]) -> StateKey:
             if base is not None and path is not None:
                 located.append((controller, base, path))
     key = []
+    seen: dict[str, os.stat_result] = {}  # co-mounted controllers (cpu,cpuacct) share a directory
     for controller, base, path in located:
+        directory = _real(base).rstrip("/") + "/" + path.lstrip("/")
         try:
-            st = os.stat(base.rstrip("/") + "/" + path.lstrip("/"))
+            st = seen.get(directory) or seen.setdefault(directory, os.stat(directory))
         except FileNotFoundError:
             if not os.path.isdir(base):
                 # The hierarchy itself is absent (unmounted), not the container's cgroup.

@@ -25,6 +25,10 @@ import threading
 import weakref
 
 _CHUNK = 65536
+# A seq_file read returns whole records until the next one no longer fits its page: a
+# first read shorter than this left room for a record of over 3 KB, which no kernel file
+# read here has, so it was the whole file (cgroup counters, loadavg, uptime).
+_WHOLE_BELOW = 1024
 _PRESSURE = (errno.EMFILE, errno.ENFILE)
 # Successful opens before a shrunk cache may keep one more descriptor.
 _REGROW_EVERY = 64
@@ -67,7 +71,7 @@ def _read_all(fd: int) -> str:
     # offset where the last one stopped continues the kernel's iterator (no
     # regeneration), so the empty read that ends a small file costs little.
     data = os.pread(fd, _CHUNK, 0)
-    more = os.pread(fd, _CHUNK, len(data)) if data else b""
+    more = os.pread(fd, _CHUNK, len(data)) if len(data) >= _WHOLE_BELOW else b""
     if more:
         chunks = [data, more]
         offset = len(data) + len(more)

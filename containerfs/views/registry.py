@@ -16,6 +16,9 @@ from containerfs.views import (
     diskstats,
     loadavg,
     meminfo,
+    pressure_cpu,
+    pressure_io,
+    pressure_memory,
     stat,
     swaps,
     uptime,
@@ -38,6 +41,9 @@ VIEWS: dict[str, View] = {
         cpu_possible.VIEW,
         cpu_present.VIEW,
         cpu_offline.VIEW,
+        pressure_cpu.VIEW,
+        pressure_memory.VIEW,
+        pressure_io.VIEW,
     )
 }
 

@@ -26,6 +26,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED_TOOLS = ("runc", "lxcfs", "fusermount3", "free", "top", "uptime", "iostat")
 PREFIX = "cfstest"
+# Timeouts are for this machine; the cgroup v2 guest (software-emulated qemu, root over
+# 9p) is several times slower: scripts/v2-guest.sh sets CONTAINERFS_IT_SLOW there.
+SLOW = float(os.environ.get("CONTAINERFS_IT_SLOW", "1"))
+
+
+def scaled(seconds):
+    """A timeout or a time bound, stretched on slow hosts."""
+    return seconds * SLOW
+
+
 # Per-session token: the end-of-session sweep only touches what this session created.
 # CFSTEST_SESSION fixes it, so a daemon started outside the suite can be pointed at the
 # suite's containers (--watch-include '/cfstest-TOKEN*') and no one else's.
@@ -43,10 +53,26 @@ VIEW_FILES = {
     "sys/devices/system/cpu/online": "/sys/devices/system/cpu/online",
 }
 
+# Views under /proc that runc refuses as spec mounts: they arrive by inject or the hook.
+PRESSURE_FILES = {f"proc/pressure/{r}": f"/proc/pressure/{r}" for r in ("cpu", "memory", "io")}
+ALL_VIEWS = len(VIEW_FILES) + len(PRESSURE_FILES)
+# What inject attaches in a container: without PSI the kernel has no /proc/pressure to cover.
+INJECTED = len(VIEW_FILES) + (len(PRESSURE_FILES) if os.path.exists("/proc/pressure/cpu") else 0)
+
 # Python inside containers: Debian's interpreter, reachable because /usr is bound.
 CONTAINER_PYTHON = "/usr/bin/python3"
 
 # --------------------------------------------------------------------------- prerequisites
+
+
+def cgroup_v2():
+    """Whether this host's /sys/fs/cgroup is the unified hierarchy (not v1 or hybrid)."""
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def memory_limit_file():
+    """The file that sets a cgroup's memory limit on this host's layout."""
+    return "memory.max" if cgroup_v2() else "memory.limit_in_bytes"
 
 
 def missing_prerequisites():
@@ -205,6 +231,7 @@ class FuseDaemon:
                 env=env,
                 start_new_session=True,
             )
+        timeout = scaled(timeout)
         probe = self.mountpoint / self.ready_file
         deadline = time.monotonic() + timeout
         last_error = "not mounted yet"
@@ -250,7 +277,7 @@ class FuseDaemon:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=timeout)
+                    proc.wait(timeout=scaled(timeout))
                 except subprocess.TimeoutExpired:
                     log(f"  {self.name} ignored SIGTERM for {timeout}s")
                     # Detached first: a daemon stuck in a FUSE request may only die once
@@ -346,7 +373,7 @@ def remove_cgroup_tree(path, timeout=10.0):
 
 
 def run(argv, timeout=60, check=False, **kw):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(timeout), stdin=subprocess.DEVNULL, **kw)
     if check and p.returncode != 0:
         raise RuntimeError(f"{argv} failed rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
     return p
@@ -393,19 +420,21 @@ class Container:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                timeout=60,
+                timeout=scaled(60),
             )
         if p.returncode != 0:
             raise RuntimeError(f"runc exec --detach failed: {errfile.read_text()}")
         return int(pidfile.read_text().strip())
 
     def cgroup_dirs(self):
-        """v1 hierarchy mount point -> this container's cgroup directory there."""
+        """Hierarchy mount point -> this container's cgroup directory there (one on v2)."""
         ctrl = v1_controller_dirs()
         out = {}
         with open(f"/proc/{self.pid}/cgroup") as f:
             for line in f:
                 hid, ctrls, path = line.rstrip("\n").split(":", 2)
+                if hid == "0" and cgroup_v2():
+                    out[CGROUP_ROOT] = CGROUP_ROOT / path.lstrip("/")
                 if hid == "0" or not ctrls:
                     continue
                 key = ",".join(sorted(ctrls.split(",")))
@@ -443,6 +472,9 @@ class ContainerFactory:
         annotations=None,
         pids_limit=None,
         seccomp=None,
+        rw_mounts=(),
+        cgroup_rw=False,
+        unified=None,
     ):
         subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
         spec = json.loads((bundle / "config.json").read_text())
@@ -475,6 +507,12 @@ class ContainerFactory:
                     mounts.append(_bind(Path(views_from) / rel, dst))
         for src, dst in extra_mounts:
             mounts.append(_bind(src, dst))
+        for src, dst in rw_mounts:
+            mounts.append(_bind(src, dst, ro=False))
+        if cgroup_rw:  # the container manages its own sub-cgroups (nested delegation)
+            for m in mounts:
+                if m["type"] == "cgroup":
+                    m["options"] = [o for o in m["options"] if o != "ro"]
         for src, dst in rbind_mounts:  # with every mount below src, like docker's `-v /:/rootfs`
             mounts.append({"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "ro"]})
         resources = spec["linux"].setdefault("resources", {})
@@ -506,6 +544,8 @@ class ContainerFactory:
             )
         if pids_limit is not None:
             resources["pids"] = {"limit": int(pids_limit)}
+        if unified:
+            resources["unified"] = dict(unified)
         spec["linux"]["cgroupsPath"] = cgroups_path
         if hooks:
             spec["hooks"] = hooks
@@ -532,6 +572,9 @@ class ContainerFactory:
         annotations: the OCI annotations.
         pids_limit: the container's pids.max.
         seccomp: the OCI linux.seccomp object.
+        rw_mounts: (host source, container destination) read-write binds.
+        cgroup_rw: mount /sys/fs/cgroup read-write (the container makes sub-cgroups).
+        unified: cgroup v2 files to set ({"memory.high": "..."}, OCI linux.resources.unified).
         detach=True: start detached; use .exec()/.sh() and let teardown remove it.
         detach=False: run args to completion; .result is (rc, stdout, stderr).
         """
@@ -558,7 +601,7 @@ class ContainerFactory:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    timeout=timeout,
+                    timeout=scaled(timeout),
                 )
             if p.returncode != 0:
                 raise RuntimeError(

@@ -15,6 +15,7 @@ import pytest
 from cfs_harness import (
     ContainerFactory,
     FuseDaemon,
+    cgroup_v2,
     containerfs_argv,
     missing_prerequisites,
     sweep_leftovers,
@@ -36,6 +37,45 @@ def integration_prerequisites():
     leftovers = sweep_leftovers()
     if leftovers:
         sys.stderr.write(f"\nintegration harness cleaned leftovers: {leftovers}\n")
+
+
+# What the cgroup v2 guest (scripts/v2-guest.sh sets CONTAINERFS_IT_GUEST=1) leaves to the
+# host run, and why.  Everything else runs in both places.
+GUEST_DESELECT = {
+    "test_it_v2.py": "drives a fixture v2 host through --cgroup-root: the same on any kernel, run on the host",
+    "test_it_engines.py": "starts dockerd, containerd, podman and lxc: minutes each under qemu's emulation, "
+    "and their injection routes do not depend on the cgroup layout (run on the host); the guest drives runc",
+    "test_it_robustness.py": "load and concurrency on the daemon, not the cgroup layout: qemu's emulated CPU "
+    "would only measure the emulation (run on the host)",
+    "test_it_tools.py::test_diskstats_and_iostat_show_the_containers_own_io": "needs /usr on a block device; "
+    "the guest's root is 9p (io.stat over real disks: test_it_v2_kernel.py::test_io_stat_over_two_devices)",
+    "test_it_inject.py::test_a_namespace_that_hangs_does_not_stall_injection": "a SIGSTOPped daemon and a "
+    "timeout in the injector: no cgroup involved (run on the host)",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect, saying why, never skip: tests for the cgroup layout this host does not have
+    (v2kernel tests run in the guest), and in the guest what GUEST_DESELECT names."""
+    other = "v1kernel" if cgroup_v2() else "v2kernel"
+    reasons = {}
+    for item in items:
+        if item.get_closest_marker(other):
+            reasons[item] = f"{other}: this host is " + ("cgroup v2" if cgroup_v2() else "cgroup v1/hybrid")
+        elif os.environ.get("CONTAINERFS_IT_GUEST") == "1":
+            nodeid = item.nodeid.split("tests/integration/")[-1]
+            for prefix, reason in GUEST_DESELECT.items():
+                if nodeid == prefix or nodeid.startswith(prefix + "::") or nodeid.startswith(prefix + "["):
+                    reasons[item] = reason
+    if not reasons:
+        return
+    items[:] = [item for item in items if item not in reasons]
+    config.hook.pytest_deselected(items=list(reasons))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for reason in sorted(set(reasons.values())):
+            count = sum(1 for r in reasons.values() if r == reason)
+            reporter.write_line(f"deselected {count}: {reason}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,7 +7,17 @@ import sys
 import time
 
 import pytest
-from cfs_harness import PREFIX, REPO_ROOT, SESSION, remove_cgroup_tree, v1_controller_dirs
+from cfs_harness import (
+    CGROUP_ROOT,
+    PREFIX,
+    REPO_ROOT,
+    SESSION,
+    cgroup_v2,
+    memory_limit_file,
+    remove_cgroup_tree,
+    scaled,
+    v1_controller_dirs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +33,7 @@ def cfs(*args, stdin=None):
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
         cwd=REPO_ROOT,
     )
     assert "Traceback" not in result.stderr, result.stderr
@@ -60,7 +70,7 @@ def view_mounts(container):
 
 
 def wait_until(predicate, timeout=10.0, interval=0.1):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         try:
             if predicate():
@@ -172,7 +182,7 @@ def test_watcher_wakes_when_a_cgroup_appears(start_containerfs, runc_container):
     c = runc_container(memory=LIMIT)
     started = time.monotonic()
     assert wait_until(lambda: memtotal(c) == LIMIT, timeout=10), daemon.log()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
 
 
 def test_watcher_leaves_excluded_containers_alone(start_containerfs, runc_container):
@@ -222,9 +232,7 @@ def test_clean_stop_leaves_host_files_then_restart_restores_views(start_containe
 
 @pytest.fixture
 def memory_cgroup():
-    hierarchy = v1_controller_dirs().get("memory")
-    if hierarchy is None:
-        pytest.skip("needs the v1 memory controller (this host's layout)")
+    hierarchy = CGROUP_ROOT if cgroup_v2() else v1_controller_dirs()["memory"]
     path = hierarchy / f"{PREFIX}-{SESSION}-lxc"
     path.mkdir()
     try:
@@ -235,7 +243,7 @@ def memory_cgroup():
 
 def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
     """What LXC does: a new mount namespace, the rootfs mounted, then lxc.hook.mount."""
-    (memory_cgroup / "memory.limit_in_bytes").write_text(str(LIMIT))
+    (memory_cgroup / memory_limit_file()).write_text(str(LIMIT))
     rootfs = tmp_path / "rootfs"
     (rootfs / "proc").mkdir(parents=True)
     (rootfs / "sys").mkdir()
@@ -259,7 +267,7 @@ def test_lxc_mount_hook_script(containerfs_mount, memory_cgroup, tmp_path):
         "PYTHONPATH": str(REPO_ROOT),
         "CONTAINERFS_MOUNTPOINT": str(containerfs_mount.mountpoint),
     }
-    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=scaled(60))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["MemTotal:", str(LIMIT // 1024), "kB"]
     assert f"container c1: {bound(containerfs_mount.mountpoint)} attached" in result.stderr
@@ -285,7 +293,7 @@ def test_a_namespace_that_hangs_does_not_stall_injection(start_containerfs):
         started = time.monotonic()
         with pytest.raises(OSError, match="did not answer within 1s"):
             apply_in_namespace(own, [step], {0: tree}, timeout=1.0)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < scaled(5)
     finally:
         os.close(own)
         os.close(tree)

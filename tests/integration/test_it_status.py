@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cfs_harness import CONTAINER_PYTHON, REPO_ROOT
+from cfs_harness import CONTAINER_PYTHON, REPO_ROOT, VIEW_FILES, scaled
 
 from containerfs.inject.attach import served_views
 
@@ -53,7 +53,7 @@ def status(daemon, *args, user=()):
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     argv = [*user, sys.executable, "-m", "containerfs", "status", "--mountpoint", str(daemon.mountpoint)]
     argv += ["--run-dir", str(daemon.run_dir), *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/", env=env)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60), cwd="/", env=env)
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result
 
@@ -77,7 +77,7 @@ def check(daemon, container, *args):
 
 
 def wait_for(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         value = predicate()
         if value:
@@ -195,7 +195,7 @@ def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start,
     total = len(served_views(str(mountpoint)))
     assert row_of(status_json(first), box)["views"] == {"live": 8, "stale": 0, "total": total}
     first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=10)
+    first.proc.wait(timeout=scaled(10))
     second = start(mountpoint=mountpoint)
     # The new daemon replaces the dead views in the background: each view is stale, then live.
     seen = []
@@ -206,7 +206,7 @@ def test_views_of_a_killed_daemon_are_stale_until_the_next_one_heals_them(start,
         return views == {"live": 8, "stale": 0, "total": total}
 
     wait_for(healed, "the new daemon to heal the views")
-    assert all(v["live"] + v["stale"] == 8 for v in seen), seen
+    assert all(v["live"] + v["stale"] == len(VIEW_FILES) for v in seen), seen
 
 
 def test_no_daemon_and_a_killed_daemon(start, run_dir):
@@ -217,7 +217,7 @@ def test_no_daemon_and_a_killed_daemon(start, run_dir):
     assert status(daemon).returncode == 0
 
     daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait(timeout=10)
+    daemon.proc.wait(timeout=scaled(10))
     assert sockets[0].exists(), "a killed daemon cannot remove its socket"
     result = status(daemon)
     assert result.returncode == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 CHURN = r"""
-import os, shutil, sys
+import ctypes, gc, os, shutil, sys
 from pathlib import Path
 from containerfs.daemon.core import ContainerFS, Options
 from containerfs.views.registry import VIEWS
@@ -28,7 +28,13 @@ fs = ContainerFS(Options(str(root / "proc"), str(root / "sys"), str(root / "cgro
 status_text = (template_proc / "status").read_text()
 stat_text = (template_proc / "stat").read_text()
 
+LIBC = ctypes.CDLL("libc.so.6")
+
 def rss_kb():
+    # What the core holds, not what the allocators keep cached for reuse: both hand back
+    # what is free before the sample, so only retained memory counts.
+    gc.collect()
+    LIBC.malloc_trim(0)
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])

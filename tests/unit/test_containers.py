@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from containerfs.containers.discover import ContainerName, container_name, discover
-from containerfs.containers.resolve import Resolver, naming_path
+from containerfs.containers.resolve import Container, Resolver, naming_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ID = "8d2f1c4b7a9e3d5f6c1b2a3948576e0f1d2c3b4a5968778695a4b3c2d1e0f9a8"
@@ -79,6 +79,7 @@ EXPECTED = {
         5000: "podman",
         5100: "podman",
         NOLIMIT: "docker",
+        7000: "runc",
     },
 }
 
@@ -140,3 +141,41 @@ def test_discover_reuses_the_resolvers_init_cache() -> None:
     first = discover(proc, resolver)
     assert discover(proc, resolver) == first
     assert resolver.init_of(2002, "pid:[4026532298]") == WEB
+
+
+def test_v2_readers_in_sub_cgroups_of_their_own_are_the_whole_container() -> None:
+    """Nested delegation (fixture "deleg"): init in init.scope, postgres in work.slice, both
+    below the root of their cgroup namespace, which the cgroup2 mount's root names."""
+    proc = str(FIXTURES / "v2" / "proc")
+    resolver = Resolver(proc)
+    deleg = "/machine.slice/deleg.scope"
+    assert resolver.cgroups_of(7000) == {"": deleg + "/init.scope"}
+    assert resolver.resolve(7000) == Container({"": deleg}, 7000)
+    assert resolver.resolve(7001) == Container({"": deleg}, 7000)
+    record = next(r for r in discover(proc) if r.init_pid == 7000)
+    assert (record.cgroup, record.name) == (deleg, "deleg.scope")
+    # The host's processes and containers without a namespace of their own stay where they are.
+    assert resolver.resolve(2001) == Container({"": resolver.cgroups_of(2000)[""]}, 2000)
+
+
+def test_a_reused_cgroup_namespace_number_is_looked_up_again(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    resolver = Resolver(str(root / "proc"), membership_seconds=0)
+    assert resolver.resolve(7001) == Container({"": "/machine.slice/deleg.scope"}, 7000)
+    # The namespace number now belongs to another container, elsewhere in the tree.
+    other = "/machine.slice/other.scope"
+    for pid in (7000, 7001):
+        (root / "proc" / str(pid) / "cgroup").write_text(f"0::{other}/sub\n")
+        mountinfo = root / "proc" / str(pid) / "mountinfo"
+        mountinfo.write_text(mountinfo.read_text().replace("/machine.slice/deleg.scope", other))
+    assert resolver.resolve(7001) == Container({"": other}, 7000)
+
+
+def test_a_bind_of_the_hosts_cgroup_tree_lifts_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    shutil.copytree(FIXTURES / "v2", root, symlinks=True)
+    mountinfo = root / "proc" / "7001" / "mountinfo"
+    mountinfo.write_text(mountinfo.read_text().replace("0:70 /machine.slice/deleg.scope ", "0:70 / "))
+    resolver = Resolver(str(root / "proc"))
+    assert resolver.resolve(7001) == Container({"": "/machine.slice/deleg.scope/work.slice"}, 7000)

@@ -27,7 +27,7 @@ OTHER_INIT = 3000  # another container, with another memory limit
 
 
 def test_every_view_module_is_registered() -> None:
-    skip = ("base", "registry", "overlays")
+    skip = ("base", "registry", "overlays", "pressure")  # pressure: what pressure_* share
     modules = [m.name for m in pkgutil.iter_modules(containerfs.views.__path__) if m.name not in skip]
     assert modules, "no view modules found"
     fixed = overlays = 0
@@ -41,7 +41,7 @@ def test_every_view_module_is_registered() -> None:
             overlays += 1
         else:
             assert module is block_stat, f"{name} is neither a view, an overlay nor the device views"
-    assert len(VIEWS) == fixed == 12 and overlays == 1
+    assert len(VIEWS) == fixed == 15 and overlays == 1
     # The device views are the registry's: one per disk and partition of the host.
     host = make_fs(FIXTURES / "v1").host
     assert len(device_views(host)) == 6 and device_views(host).keys() == block_stat.views(host).keys()
@@ -74,9 +74,20 @@ def meminfo_value(text: bytes, key: str) -> int:
 def test_tree() -> None:
     fs = make_fs(FIXTURES / "v2")
     assert fs.listdir("/") == ["proc", "sys"]
-    assert fs.listdir("/proc") == ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "vmstat"]
+    assert fs.listdir("/proc") == [
+        "cpuinfo",
+        "diskstats",
+        "loadavg",
+        "meminfo",
+        "pressure",
+        "stat",
+        "swaps",
+        "uptime",
+        "vmstat",
+    ]
     assert fs.listdir("/sys/devices") == ["pci0000:00", "system", "virtual"]
     assert fs.listdir("/sys/devices/virtual/block/loop0") == ["stat"]
+    assert fs.listdir("/proc/pressure") == ["cpu", "io", "memory"]
     assert fs.is_dir("/sys/devices") and not fs.is_dir("/proc/meminfo")
     for bad in ("/proc/nonexistent", "/proc/meminfo/x", "/sys/block", "/sys/devices/system/cpu/cpu0/subsystem", "/etc"):
         with pytest.raises(NotFound):

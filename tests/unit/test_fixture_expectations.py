@@ -117,6 +117,10 @@ MEM_ROWS.append(("v2", 5000, 6291456, 6291456 - 262144, HOST_SWAPTOTAL, (HOST_SW
 MEM_ROWS.append(("v2", 3000, 262144, 159744, (0, HOST_SWAPTOTAL), (0, HOST_SWAPFREE)))
 # cs-missing: memory.max 768 MiB, usage 128 MiB, swap.max 0
 MEM_ROWS.append(("v2", 5100, 786432, 786432 - 131072, 0, 0))
+# deleg (nested delegation): init in init.scope (13 MiB), postgres in work.slice (528 MiB);
+# both read the container's cgroup: memory.max 2 GiB, usage 541 MiB, no swap limit or use
+for _pid in (7000, 7001):
+    MEM_ROWS.append(("v2", _pid, 2097152, 2097152 - 541 * 1024, HOST_SWAPTOTAL, HOST_SWAPTOTAL))
 
 
 @pytest.mark.parametrize("host,pid,memtotal,memfree,swaptotal,swapfree", MEM_ROWS)
@@ -378,3 +382,17 @@ def test_loadavg_task_counts(host, pid):
     f = run_show(host, pid, "proc/loadavg").split()
     assert len(f) == 5
     assert f[3] == "1/5"
+
+
+def test_memory_high_below_memory_max_is_not_memtotal():
+    """web has memory.high 384 MiB under memory.max 512 MiB: MemTotal is memory.max."""
+    web = (
+        FIXTURES
+        / "v2"
+        / "cgroup"
+        / "system.slice"
+        / ("docker-" + "8d2f1c4b7a9e3d5f6c1b2a3948576e0f1d2c3b4a5968778695a4b3c2d1e0f9a8.scope")
+    )
+    assert int((web / "memory.high").read_text()) == 384 * 1024 * 1024
+    assert int((web / "memory.max").read_text()) == 512 * 1024 * 1024
+    assert meminfo("v2", 2000)["MemTotal"] == 512 * 1024

@@ -353,7 +353,8 @@ def test_docker_args_bind_every_view_read_only() -> None:
     from containerfs.views.overlays import bind_targets
 
     args = docker_flags(ViewSource("/var/lib/containerfs", SRC, LIVE, tuple(bind_targets(VIEWS)))).split()
-    assert args[0::2] == ["-v"] * (len(VIEWS) - 4)  # proc/vmstat and the cpu files out, the cpu directory in
+    assert args[0::2] == ["-v"] * (len(VIEWS) - 7)  # proc/vmstat, pressure/* and the cpu files out
+    assert not any("/proc/pressure/" in arg for arg in args)  # runc refuses those too
     assert "/var/lib/containerfs/proc/meminfo:/proc/meminfo:ro" in args[1::2]
     assert "/var/lib/containerfs/sys/devices/system/cpu:/sys/devices/system/cpu:ro" in args[1::2]
     assert not any("vmstat" in arg for arg in args)  # runc refuses that spec mount

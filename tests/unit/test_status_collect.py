@@ -67,12 +67,12 @@ CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4", "/dev/sda1")
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
-        ([CONTAINER_ROOT], Views(0, 0, 9)),
-        ([CONTAINER_ROOT, view(301, "0:45", "meminfo"), view(302, "0:45", "stat")], Views(2, 0, 9)),
+        ([CONTAINER_ROOT], Views(0, 0, 12)),
+        ([CONTAINER_ROOT, view(301, "0:45", "meminfo"), view(302, "0:45", "stat")], Views(2, 0, 12)),
         # from a daemon that is gone; one of them covered by the live daemon's
         (
             [CONTAINER_ROOT, view(301, "0:44", "meminfo"), view(302, "0:45", "meminfo"), view(303, "0:44", "stat")],
-            Views(1, 1, 9),
+            Views(1, 1, 12),
         ),
         # another mountpoint's daemon's views, and lxcfs's, are not ours
         (
@@ -81,7 +81,7 @@ CONTAINER_ROOT = mountinfo_line(300, "8:1", "/", "/", "ext4", "/dev/sda1")
                 view(301, "0:50", "meminfo", "containerfs:/srv/other"),
                 mountinfo_line(302, "0:51", "/proc/stat", "/proc/stat", "fuse.lxcfs", "lxcfs"),
             ],
-            Views(0, 0, 9),
+            Views(0, 0, 12),
         ),
     ],
 )

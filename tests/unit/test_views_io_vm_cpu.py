@@ -281,7 +281,7 @@ def test_the_daemon_serves_every_target_it_binds() -> None:
 
     fs = make_fs(FIXTURES / "v1")
     targets = bind_targets(fs.views())
-    assert len(targets) == 8 + 1 + 6  # the proc views, the cpu directory, 3 disks and 3 partitions
+    assert len(targets) == 8 + 3 + 1 + 6  # the proc views, pressure, the cpu directory, 3 disks and 3 partitions
     for target in targets:
         assert fs.is_dir(target) == (target == "sys/devices/system/cpu")
 
