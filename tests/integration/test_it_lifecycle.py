@@ -163,7 +163,9 @@ def test_umount_of_a_dead_mount_detaches_it(views, runc_container):
     result = views.umount()
     assert result.returncode == 0, result.stderr
     assert not is_mounted(views.mountpoint)
-    views.start()  # heals the stale views left in the container
+    daemon = views.start()  # heals the stale views left in the container
+    # Read only once healed: until then the stale view fails reads (ENOTCONN), as it should.
+    assert wait_until(lambda: "healed views in" in daemon.log(), timeout=10), daemon.log()
     assert wait_until(lambda: memtotal(c) == LIMIT, timeout=5)
     assert view_mounts(c) == injected
     assert_no_stray_views(views.mountpoint)
