@@ -28,9 +28,11 @@ from containerfs.daemon.logsetup import configure_logging
 from containerfs.daemon.report import daemon_report
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.errors import ProcessGone
+from containerfs.host.fsread import read_text
 from containerfs.host.mounttable import FSTYPE, OWN_MOUNTINFO, is_dead, mount_at
 from containerfs.host.proc import ProcFS
 from containerfs.inject.service import InjectionService, WatchPolicy
+from containerfs.procfs.locks import parse_locks
 from containerfs.status.collect import StatusCollector
 from containerfs.sysinfo.paths import sysinfo_paths
 from containerfs.sysinfo.service import SysinfoService
@@ -301,10 +303,84 @@ def _signal(pid: int, signum: int) -> bool:
     return True
 
 
+def mountpoint_holder(mountpoint: str, proc_root: str = "/proc") -> tuple[int, str] | None:
+    """The daemon that holds the lock on the directory under mountpoint, whatever its run dir.
+
+    (its pid, and a /proc path that reopens that directory.)  Its descriptor names the
+    mountpoint's path but is the directory the mount covers: not the mount's device, and
+    flock-ed (/proc/locks); a reader that has the mountpoint open holds the mount's root.
+    """
+    procfs = ProcFS(proc_root)
+    mount = mount_at(mountpoint, os.path.join(proc_root, "self", "mountinfo"))
+    try:
+        locked = {(lock.major, lock.minor, lock.inode) for lock in parse_locks(read_text(f"{proc_root}/locks"))}
+    except OSError:
+        return None
+    found: dict[int, str] = {}
+    for pid in procfs.pids():
+        fd_dir = procfs.process(pid).path("fd")
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue  # exited, or a kernel thread
+        for fd in fds:
+            path = os.path.join(fd_dir, fd)
+            try:
+                if os.readlink(path) != mountpoint:
+                    continue
+                st = os.stat(path)
+            except OSError:
+                continue
+            if mount is not None and f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == mount.dev:
+                continue  # the mount's own root: a reader, not the daemon
+            if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in locked:
+                found[pid] = path
+    for pid, path in sorted(found.items()):
+        # The daemon, not a child it forked to enter a namespace (that inherits the descriptor).
+        try:
+            if procfs.process(pid).status().ppid not in found:
+                return pid, path
+        except OSError:
+            continue
+    return None
+
+
+def _wait_dir_unlocked(path: str, deadline: float) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return True  # the holder is gone, and its descriptor with it
+    try:
+        while _locked(fd):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _stopped(pid: int, mountpoint: str, timeout: float) -> int:
+    print(
+        f"containerfs: the daemon (pid {pid}) on {mountpoint} has not stopped within {timeout:g} s;"
+        " it may still be taking its views out of containers",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def umount(mountpoint: str, run_dir: str, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
     """Stop the daemon at mountpoint cleanly and wait until it has exited; detach a dead mount."""
     mountpoint = os.path.abspath(mountpoint)
     pid = running_daemon(run_dir, mountpoint)
+    if not pid and (holder := mountpoint_holder(mountpoint)) is not None:
+        # A daemon with another --run-dir: found by the lock it holds on its mountpoint.
+        pid, locked_dir = holder
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        if not (_wait_dir_unlocked(locked_dir, deadline) and _wait_exited(pid, deadline)):
+            return _stopped(pid, mountpoint, timeout)
+        return 0
     if pid:
         _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -325,8 +401,8 @@ def umount(mountpoint: str, run_dir: str, timeout: float = STOP_TIMEOUT_SECONDS)
         print(f"containerfs: {mountpoint} is not a containerfs mount ({mount.fstype})", file=sys.stderr)
         return 1
     if not is_dead(mountpoint):
-        # A daemon that keeps no pid file here (another --run-dir): unmounting makes it stop.
-        print(f"containerfs: no daemon of {mountpoint} in {run_dir}; unmounting it", file=sys.stderr)
+        # No daemon holds the mountpoint's lock (one from before it had one): unmounting makes it stop.
+        print(f"containerfs: no daemon of {mountpoint} found; unmounting it", file=sys.stderr)
     with contextlib.suppress(subprocess.CalledProcessError):
         _detach(mountpoint)
     if mount_at(mountpoint) is not None:

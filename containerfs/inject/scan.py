@@ -6,7 +6,8 @@ from containerfs.containers.discover import ContainerRecord, discover
 from containerfs.containers.resolve import Resolver
 from containerfs.host.mounttable import mounts_of
 from containerfs.host.proc import ProcFS
-from containerfs.inject.attach import host_roots, root_mount
+from containerfs.inject.attach import host_roots
+from containerfs.procfs.mountinfo import Mount
 
 
 def mount_namespaces(proc_root: str) -> dict[str, int]:
@@ -21,6 +22,18 @@ def mount_namespaces(proc_root: str) -> dict[str, int]:
     return found
 
 
+def has_pivoted(mounts: list[Mount], unpivoted: set[tuple[str, str] | None]) -> bool:
+    """Whether a mount table's root is the container's rootfs alone.
+
+    runc's pivot_root(".", ".") stacks the old (host) root on the new one until it
+    detaches it; since Linux 6.8 mountinfo lists mounts by id, not by stacking, so the
+    last "/" line can be the new root while the host's is still on top of it: a view
+    bound then lands on the host's tree and leaves with it.
+    """
+    roots = {(m.dev, m.root) for m in mounts if m.mountpoint == "/"}
+    return bool(roots) and not roots & unpivoted
+
+
 def ready_containers(proc_root: str, resolver: Resolver | None = None) -> list[ContainerRecord]:
     """The running containers (containers.discover) that have pivoted into their rootfs.
 
@@ -31,7 +44,7 @@ def ready_containers(proc_root: str, resolver: Resolver | None = None) -> list[C
     ready = []
     for record in discover(proc_root, resolver):
         try:
-            if root_mount(mounts_of(record.init_pid, proc_root)) not in unpivoted:
+            if has_pivoted(mounts_of(record.init_pid, proc_root), unpivoted):
                 ready.append(record)
         except OSError:
             continue  # exited while we looked

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from containerfs.containers.discover import ContainerRecord
@@ -29,7 +30,7 @@ from containerfs.inject.attach import (
     own_source,
 )
 from containerfs.inject.cgroupwatch import CgroupCreations
-from containerfs.inject.namespace import Outcome
+from containerfs.inject.namespace import ABSENT, Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
 from containerfs.inject.policy import WatchPolicy, declined
 from containerfs.inject.runtime_state import annotations_of
@@ -57,13 +58,28 @@ def record_path(state_dir: str, mountpoint: str) -> str:
 BURST_INTERVAL_SECONDS = 0.1
 BURST_SECONDS = 3.0
 # A container's namespace answers within milliseconds; one that does not (a hung FUSE or
-# NFS mount at a target) is given up on after this, once, and not tried again.
+# NFS mount at a target) is given up on after this, for this attempt.
 NAMESPACE_TIMEOUT_SECONDS = 0.5
 # Namespaces entered at once: a few hostile ones cannot hold up the others.
 WORKERS = 4
 # How long a new container may go without a runtime state (runc writes it just after the
 # container's init has pivoted) before it is taken as one without annotations.
 STATE_GRACE_SECONDS = 1.0
+# A container is looked at again until a later pass finds its views in place (a runtime
+# still setting up its root can take them away), at most this many attempts, further
+# apart each time, then given up on with a log line saying why.
+MAX_ATTEMPTS = 5
+RETRY_CAP_SECONDS = 2.0
+
+
+@dataclass
+class Attempts:
+    """A container the watcher admitted that has not been seen with its views yet."""
+
+    tries: int = 0
+    next_try: float = 0.0  # monotonic time of the next look
+    absent: frozenset[str] = frozenset()  # views whose target it does not have (no /sys)
+    why: str = ""  # why the last attempt left it without its views
 
 
 class InjectionService:
@@ -87,7 +103,8 @@ class InjectionService:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
-        self._seen: set[str] = set()  # mount namespaces already looked at
+        self._seen: set[str] = set()  # mount namespaces settled: views in place, declined or given up on
+        self._pending: dict[str, Attempts] = {}  # admitted ones still without their views
         self._first_seen: dict[str, float] = {}  # new namespaces whose runtime state is not there yet
         self._own_dev: str | None = None  # our superblock: the views this daemon may take away
         self._views: tuple[str, ...] = ()  # the files it serves
@@ -130,7 +147,8 @@ class InjectionService:
         burst_until = 0.0
         try:
             while not self._stop.is_set():
-                timeout = BURST_INTERVAL_SECONDS if time.monotonic() < burst_until else policy.interval
+                soon = time.monotonic() < burst_until or self._pending
+                timeout = BURST_INTERVAL_SECONDS if soon else policy.interval
                 if creations is None:
                     self._stop.wait(timeout)
                 elif creations.wait(timeout, self._wake_r):
@@ -154,6 +172,7 @@ class InjectionService:
             return source
         if views != source.views:
             self._seen.clear()
+            self._pending.clear()
             source = source._replace(views=views)
             self._views = views
         return source
@@ -196,46 +215,81 @@ class InjectionService:
         containers = ready_containers(self.proc_root, self._resolver)
         present = {c.mnt_ns for c in containers}
         self._seen &= present
+        self._pending = {ns: a for ns, a in self._pending.items() if ns in present}
         self._first_seen = {ns: t for ns, t in self._first_seen.items() if ns in present}
-        admitted: list[ContainerRecord] = []
+        due: list[tuple[ContainerRecord, Attempts]] = []
         for container in containers:
             if container.mnt_ns in self._seen:
                 continue
             if not policy.admits(container.cgroup):
                 self._seen.add(container.mnt_ns)
                 continue
-            annotations = annotations_of(container.init_pid, self.run_root)
-            if annotations is None:
-                first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
-                if time.monotonic() - first < STATE_GRACE_SECONDS:
-                    continue  # looked at again on the next pass
-                annotations = {}
-            # Each namespace is looked at once: one that timed out is not tried on every pass.
-            self._seen.add(container.mnt_ns)
-            why = declined(annotations, self.mountpoint)
-            if why:
-                log.info("not injecting %s %s: %s", container.kind, container.name, why)
-            else:
-                admitted.append(container)
-        if len(admitted) <= 1:
-            for container in admitted:
-                self._inject_new(source, container)
-            return
-        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="inject") as pool:
-            list(pool.map(lambda c: self._inject_new(source, c), admitted))
+            attempts = self._pending.get(container.mnt_ns)
+            if attempts is None:
+                annotations = annotations_of(container.init_pid, self.run_root)
+                if annotations is None:
+                    first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
+                    if time.monotonic() - first < STATE_GRACE_SECONDS:
+                        continue  # looked at again on the next pass
+                    annotations = {}
+                why = declined(annotations, self.mountpoint)
+                if why:
+                    self._seen.add(container.mnt_ns)
+                    log.info("not injecting %s %s: %s", container.kind, container.name, why)
+                    continue
+                attempts = self._pending[container.mnt_ns] = Attempts()
+            if time.monotonic() >= attempts.next_try:
+                due.append((container, attempts))
+        if len(due) <= 1:
+            settled = [self._attend(source, *pair) for pair in due]
+        else:
+            with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="inject") as pool:
+                settled = list(pool.map(lambda pair: self._attend(source, *pair), due))
+        for (container, _), done in zip(due, settled):
+            if done:
+                self._seen.add(container.mnt_ns)
+                self._pending.pop(container.mnt_ns, None)
 
-    def _inject_new(self, source: ViewSource, container: ContainerRecord) -> None:
+    def _attend(self, source: ViewSource, container: ContainerRecord, attempts: Attempts) -> bool:
+        """Give a container its missing views; True once it needs no more looks."""
+        name = f"{container.kind} {container.name} (pid {container.init_pid})"
         try:
             mounts = mounts_of(container.init_pid, self.proc_root)
-        except OSError:
-            return
-        steps = plan_attach(mounts, source.source, source.dev, source.views)
-        outcomes = self._apply(source, container.init_pid, steps, "injecting")
+        except OSError as err:
+            missing: list[Step] = []
+            steps: list[Step] = []
+            attempts.why = f"its mount table is unreadable: {err}"
+        else:
+            steps = plan_attach(mounts, source.source, source.dev, source.views)
+            binds = (Action.ATTACH, Action.REPLACE)
+            missing = [s for s in steps if s.action in binds and s.view not in attempts.absent]
+            if not missing:
+                return True  # every view it can take is there, looked at after it was bound
+        if attempts.tries >= MAX_ATTEMPTS:
+            log.info("giving up on %s after %d attempts: %s", name, attempts.tries, attempts.why or "no views")
+            return True
+        attempts.tries += 1
+        attempts.next_try = time.monotonic() + min(BURST_INTERVAL_SECONDS * 2**attempts.tries, RETRY_CAP_SECONDS)
+        if not steps:
+            return False
+        try:
+            outcomes = carry_out(source, container.init_pid, steps, self.proc_root, NAMESPACE_TIMEOUT_SECONDS)
+        except OSError as err:
+            attempts.why = str(err)
+            # Said once; the retries' outcome comes with the line that gives up.
+            level = logging.WARNING if attempts.tries == 1 else logging.DEBUG
+            log.log(level, "injecting into %s failed (attempt %d of %d): %s", name, attempts.tries, MAX_ATTEMPTS, err)
+            return False
+        attempts.absent |= {o.step.view for o in outcomes if o.error == ABSENT}
+        failures = [o.summary for o in outcomes if o.failed]
+        attempts.why = "; ".join(failures) or "its views did not stay (its runtime was still setting up its root)"
+        if failures:
+            level = logging.WARNING if attempts.tries == 1 else logging.DEBUG
+            log.log(level, "injecting into %s (attempt %d of %d): %s", name, attempts.tries, MAX_ATTEMPTS, attempts.why)
         attached = sum(o.done and o.step.action in (Action.ATTACH, Action.REPLACE) for o in outcomes)
         if attached:
-            log.info(
-                "injected %d views into %s %s (pid %d)", attached, container.kind, container.name, container.init_pid
-            )
+            log.info("injected %d views into %s", attached, name)
+        return False
 
     def detach_all(self) -> None:
         """After a clean stop: take this daemon's views out of every container, and note where from.

@@ -477,3 +477,16 @@ def test_annotations_from_the_runtime_state(tmp_path: Path) -> None:
     assert annotations_of(100, str(tmp_path)) == {"io.containerfs.mountpoint": "/x"}
     assert annotations_of(200, str(tmp_path)) == {"io.containerfs.skip": "true", "a": "b"}
     assert annotations_of(300, str(tmp_path)) is None  # no runtime knows it (yet)
+
+
+def test_parse_locks_keeps_held_locks_by_device_and_inode() -> None:
+    from containerfs.procfs.locks import FileLock, parse_locks
+
+    text = (
+        "1: FLOCK  ADVISORY  WRITE 22089 fe:00:2326586 0 EOF\n"
+        "1: -> FLOCK  ADVISORY  WRITE 3001 fe:00:2326586 0 EOF\n"  # a waiter holds nothing
+        "2: POSIX  ADVISORY  READ 1234 00:1a:77 0 EOF\n"
+        "3: FLOCK  ADVISORY  WRITE 1 garbage 0 EOF\n"
+        "short line\n"
+    )
+    assert parse_locks(text) == [FileLock("FLOCK", 0xFE, 0, 2326586), FileLock("POSIX", 0, 0x1A, 77)]
