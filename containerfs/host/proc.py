@@ -15,7 +15,14 @@ from typing import TypeVar
 from containerfs.host.errors import ParseError, ProcessGone
 from containerfs.host.fsread import read_text
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
-from containerfs.procfs.process import ProcStat, ProcStatus, parse_proc_cgroup, parse_proc_stat, parse_proc_status
+from containerfs.procfs.process import (
+    ProcStat,
+    ProcStatus,
+    parse_environ,
+    parse_proc_cgroup,
+    parse_proc_stat,
+    parse_proc_status,
+)
 
 __all__ = ["ProcFS", "Process", "ProcessGone"]
 
@@ -68,6 +75,10 @@ class Process:
     def cgroups(self) -> dict[str, str]:
         """Controller -> cgroup path; v2's under the "" key."""
         return self._parse("cgroup", parse_proc_cgroup)
+
+    def environ(self) -> dict[str, str]:
+        """The environment the process was started with."""
+        return self._parse("environ", parse_environ)
 
     def mountinfo(self) -> list[Mount]:
         return self._parse("mountinfo", parse_mountinfo)

@@ -15,6 +15,7 @@ from containerfs.host.mounttable import mounts_of
 from containerfs.inject.attach import ViewSource, carry_out
 from containerfs.inject.namespace import Outcome
 from containerfs.inject.plan import plan_attach
+from containerfs.inject.policy import markers_from_environment
 from containerfs.procfs.mountinfo import Mount
 
 
@@ -65,10 +66,19 @@ def parse_state(text: str, read_config: Any = None) -> ContainerState:
         raise HookError("the bundle's config.json has no valid root.path")
     rootfs = os.path.normpath(os.path.join(bundle, path))
     annotations = {
+        **markers_from_environment(_environment(config.get("process"))),
         **_annotations(config.get("annotations"), "config.json"),
         **_annotations(state.get("annotations"), "the state's"),
     }
     return ContainerState(str(state.get("id", "")), pid, rootfs, annotations)
+
+
+def _environment(process: Any) -> dict[str, str]:
+    """The container process's environment from config.json (a malformed one counts as empty)."""
+    env = process.get("env") if isinstance(process, dict) else None
+    if not isinstance(env, list):
+        return {}
+    return dict(str(entry).split("=", 1) for entry in env if "=" in str(entry))
 
 
 def _read_config(path: str) -> dict[str, Any]:

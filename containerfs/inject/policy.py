@@ -32,6 +32,14 @@ SKIP_ANNOTATION = "io.containerfs.skip"
 # a test suite's own) then never stack their views in one container.
 MOUNTPOINT_ANNOTATION = "io.containerfs.mountpoint"
 _TRUE = {"1", "true", "yes", "on"}
+# The same two choices as variables of the container's environment, for engines that pass
+# no annotations to the runtime (Docker before 24, `ctr run`, LXC): `docker run -e`.
+ENVIRONMENT_MARKERS = {"CONTAINERFS_SKIP": SKIP_ANNOTATION, "CONTAINERFS_MOUNTPOINT": MOUNTPOINT_ANNOTATION}
+
+
+def markers_from_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The annotations a container's environment variables stand for."""
+    return {key: environment[name] for name, key in ENVIRONMENT_MARKERS.items() if name in environment}
 
 
 def declined(annotations: Mapping[str, str], mountpoint: str) -> str:

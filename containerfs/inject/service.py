@@ -32,7 +32,7 @@ from containerfs.inject.attach import (
 from containerfs.inject.cgroupwatch import CgroupCreations
 from containerfs.inject.namespace import ABSENT, Outcome
 from containerfs.inject.plan import Action, Step, plan_attach, plan_detach, plan_heal
-from containerfs.inject.policy import WatchPolicy, declined
+from containerfs.inject.policy import WatchPolicy, declined, markers_from_environment
 from containerfs.inject.runtime_state import annotations_of
 from containerfs.inject.scan import mount_namespaces, ready_containers
 
@@ -211,6 +211,12 @@ class InjectionService:
         log.info("healed views in %d containers in %.0f ms", healed, (time.monotonic() - started) * 1000)
         return healed
 
+    def _environment_markers(self, pid: int) -> dict[str, str]:
+        try:
+            return markers_from_environment(ProcFS(self.proc_root).process(pid).environ())
+        except (OSError, ValueError):
+            return {}  # gone meanwhile (ProcessGone), or unreadable: its annotations still count
+
     def watch_once(self, source: ViewSource, policy: WatchPolicy) -> None:
         containers = ready_containers(self.proc_root, self._resolver)
         present = {c.mnt_ns for c in containers}
@@ -227,12 +233,12 @@ class InjectionService:
             attempts = self._pending.get(container.mnt_ns)
             if attempts is None:
                 annotations = annotations_of(container.init_pid, self.run_root)
-                if annotations is None:
+                marked = self._environment_markers(container.init_pid)
+                if annotations is None and not marked:
                     first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
                     if time.monotonic() - first < STATE_GRACE_SECONDS:
                         continue  # looked at again on the next pass
-                    annotations = {}
-                why = declined(annotations, self.mountpoint)
+                why = declined({**marked, **(annotations or {})}, self.mountpoint)
                 if why:
                     self._seen.add(container.mnt_ns)
                     log.info("not injecting %s %s: %s", container.kind, container.name, why)

@@ -58,3 +58,9 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
         for controller in controllers.split(","):
             paths[controller] = path
     return paths
+
+
+@parser
+def parse_environ(text: str) -> dict[str, str]:
+    """/proc/PID/environ: NUL-separated KEY=VALUE entries (an entry without "=" is skipped)."""
+    return dict(entry.split("=", 1) for entry in text.split("\0") if "=" in entry)

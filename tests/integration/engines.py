@@ -173,6 +173,9 @@ class Engines:
         self._host_dirs_before = {d for d in HOST_RUN_DIRS if os.path.exists(d)}
         self._started = time.time()
         self.image = f"local/{NAME}:1"
+        # Only the suite's own daemons (their mountpoints are under root) give these
+        # containers views: a packaged daemon watching every container leaves them alone.
+        self.ours = f"CONTAINERFS_MOUNTPOINT={self.root}/*"
         (self.root / "owner.pid").write_text(str(os.getpid()))  # for sweep_dead_sessions
 
     # ----------------------------------------------------------------- start
@@ -354,6 +357,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             str(LIMIT),
             "--cgroup-parent",
             parent,
+            "--env",
+            self.ours,
             *options,
             self.image,
             "/bin/sleep",
@@ -383,6 +388,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "nofile=20000:20000",
             "--ulimit",
             "nproc=4096:4096",
+            "--env",
+            self.ours,
             *options,
             "--rootfs",
             rootfs,
@@ -428,6 +435,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             # The template's generated profile needs AppArmor's tools; ignored without AppArmor.
             "lxc.apparmor.profile = unconfined",
             "lxc.init.cmd = /bin/sleep 1000000",
+            f"lxc.environment = {self.ours}",
             f"lxc.cgroup2.memory.max = {LIMIT}" if v2 else f"lxc.cgroup.memory.limit_in_bytes = {LIMIT}",
             f"lxc.hook.mount = {hook}",
         ]
@@ -460,6 +468,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             str(LIMIT),
             "--cgroup",
             f"{cgroup_parent or f'/{NAME}-ctr'}/{box.name}",
+            "--env",
+            self.ours,
             "--rootfs",
             rootfs,
             box.name,

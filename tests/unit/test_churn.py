@@ -1,6 +1,10 @@
 """Bounded memory: the core's RSS after 10,000 short-lived containers is within 10 % of
-its RSS after 100 (each container: its cgroup and init appear, every view is read, both
-vanish; the load sampler passes as it would every 5 s)."""
+its RSS after 1,000 (each container: its cgroup and init appear, every view is read, both
+vanish; the load sampler passes as it would every 5 s).
+
+Measured from 1,000 on: the namespace-init and path caches fill to their bounds over the
+first few hundred containers (about 1 MB, 6-11 % of RSS after 100 depending on the
+machine's load), and only growth past the bounds would be a leak."""
 
 from __future__ import annotations
 
@@ -75,7 +79,7 @@ for i in range(total):
     if i + 1 in (100, 1000, total):
         samples[i + 1] = rss_kb()
 assert fs.stats.fallbacks == 0 and fs.stats.errors == 0, (fs.stats.fallbacks, fs.stats.errors)
-print(samples[100], samples[total], len(fs.registry), len(fs.files.paths()), len(fs.snapshots))
+print(samples[100], samples[1000], samples[total], len(fs.registry), len(fs.files.paths()), len(fs.snapshots))
 """
 
 
@@ -88,8 +92,8 @@ def test_memory_after_10000_short_lived_containers_stays_within_10_percent() -> 
             [sys.executable, "-c", CHURN, str(root), "10000"], capture_output=True, text=True, timeout=900
         )
     assert result.returncode == 0, result.stderr
-    at_100, at_end, tracked, descriptors, snapshots = map(int, result.stdout.split())
-    print(f"RSS after 100 containers {at_100} kB, after 10,000 {at_end} kB")
+    at_100, at_1000, at_end, tracked, descriptors, snapshots = map(int, result.stdout.split())
+    print(f"RSS after 100 containers {at_100} kB, after 1,000 {at_1000} kB, after 10,000 {at_end} kB")
     assert tracked <= 50 and snapshots == 0
     assert descriptors <= 50 * 40, descriptors
-    assert at_end <= at_100 * 1.10, (at_100, at_end)
+    assert at_end <= at_1000 * 1.10, (at_100, at_1000, at_end)

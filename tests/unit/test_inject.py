@@ -6,6 +6,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,10 @@ from containerfs.inject.plan import (
     plan_detach,
     plan_heal,
 )
-from containerfs.inject.policy import WatchPolicy, declined
+from containerfs.inject.policy import WatchPolicy, declined, markers_from_environment
 from containerfs.inject.service import record_path
 from containerfs.procfs.mountinfo import Mount, parse_mountinfo
+from containerfs.procfs.process import parse_environ
 from containerfs.views.registry import VIEWS
 
 SRC = "containerfs:/var/lib/containerfs"
@@ -490,3 +492,41 @@ def test_parse_locks_keeps_held_locks_by_device_and_inode() -> None:
         "short line\n"
     )
     assert parse_locks(text) == [FileLock("FLOCK", 0xFE, 0, 2326586), FileLock("POSIX", 0, 0x1A, 77)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", {}),
+        ("PATH=/bin\0HOME=/\0", {"PATH": "/bin", "HOME": "/"}),
+        ("A=b=c\0noequals\0EMPTY=\0", {"A": "b=c", "EMPTY": ""}),
+    ],
+)
+def test_parse_environ(text: str, expected: dict) -> None:
+    assert parse_environ(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("environment", "mountpoint", "declines"),
+    [
+        ({"PATH": "/bin"}, "/var/lib/containerfs", False),
+        ({"CONTAINERFS_SKIP": "true"}, "/var/lib/containerfs", True),
+        ({"CONTAINERFS_SKIP": "0"}, "/var/lib/containerfs", False),
+        ({"CONTAINERFS_MOUNTPOINT": "/tmp/cfseng-x/*"}, "/var/lib/containerfs", True),
+        ({"CONTAINERFS_MOUNTPOINT": "/tmp/cfseng-x/*"}, "/tmp/cfseng-x/mp-routes", False),
+    ],
+)
+def test_environment_markers_decline_like_annotations(environment: dict, mountpoint: str, declines: bool) -> None:
+    assert bool(declined(markers_from_environment(environment), mountpoint)) is declines
+
+
+def test_the_hook_reads_markers_from_the_process_environment_and_annotations_win(tmp_path: Path) -> None:
+    config: dict[str, Any] = {"process": {"env": ["PATH=/bin", "CONTAINERFS_SKIP=true", 7]}, "annotations": {}}
+    parsed = parse_state(json.dumps({"pid": 1, "bundle": _bundle(tmp_path, config)}))
+    assert declined(parsed.annotations, "/var/lib/containerfs")
+    config["annotations"] = {"io.containerfs.skip": "false"}
+    parsed = parse_state(json.dumps({"pid": 1, "bundle": _bundle(tmp_path, config)}))
+    assert not declined(parsed.annotations, "/var/lib/containerfs")
+    config["process"] = {"env": "not a list"}
+    parsed = parse_state(json.dumps({"pid": 1, "bundle": _bundle(tmp_path, config)}))
+    assert parsed.annotations == {"io.containerfs.skip": "false"}
