@@ -222,7 +222,8 @@ class InjectionService:
             if container.mnt_ns in self._seen:
                 continue
             if not policy.admits(container.cgroup):
-                self._seen.add(container.mnt_ns)
+                # Not settled: a process found before its runtime moved it into the
+                # container's cgroup would otherwise keep the container out for good.
                 continue
             attempts = self._pending.get(container.mnt_ns)
             if attempts is None:
