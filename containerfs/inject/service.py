@@ -20,7 +20,7 @@ from containerfs.containers.discover import ContainerRecord
 from containerfs.containers.resolve import Resolver
 from containerfs.daemon.runfiles import escape_path
 from containerfs.host.fsread import read_text
-from containerfs.host.mounttable import mounts_of
+from containerfs.host.mounttable import FSTYPE, mounts_of
 from containerfs.host.proc import ProcFS
 from containerfs.inject.attach import (
     NotServing,
@@ -228,7 +228,8 @@ class InjectionService:
             if container.mnt_ns in self._seen:
                 continue
             if not policy.admits(container.cgroup):
-                self._seen.add(container.mnt_ns)
+                # Not settled: a process found before its runtime moved it into the
+                # container's cgroup would otherwise keep the container out for good.
                 continue
             attempts = self._pending.get(container.mnt_ns)
             if attempts is None:
@@ -270,6 +271,11 @@ class InjectionService:
             binds = (Action.ATTACH, Action.REPLACE)
             missing = [s for s in steps if s.action in binds and s.view not in attempts.absent]
             if not missing:
+                others = sorted({m.source for m in mounts if m.fstype == FSTYPE and m.source != source.source})
+                if others and not attempts.tries:
+                    # Another daemon watching the same containers got there first (no
+                    # io.containerfs.mountpoint annotation to tell them apart).
+                    log.info("not injecting %s: it has the views of %s", name, ", ".join(others))
                 return True  # every view it can take is there, looked at after it was bound
         if attempts.tries >= MAX_ATTEMPTS:
             log.info("giving up on %s after %d attempts: %s", name, attempts.tries, attempts.why or "no views")

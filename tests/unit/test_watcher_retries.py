@@ -164,3 +164,22 @@ def test_plan_still_skips_views_the_container_mounted_itself() -> None:
     own = Mount("/proc/meminfo", "ext4", "/dev/sda1", "8:1", "/x")
     steps = service_module.plan_attach([ROOTFS, PROC, own], SOURCE.source, SOURCE.dev, SOURCE.views)
     assert [s.action for s in steps] == [Action.LEAVE, Action.ATTACH]
+
+
+def test_a_container_outside_the_policy_is_judged_again_when_its_cgroup_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(monkeypatch)
+    world.add(601, "works")
+    early = world.containers[0]
+    world.containers[0] = early._replace(cgroup="/runtime-parent")  # not yet moved into its own cgroup
+    service = InjectionService(SOURCE.mountpoint, "/proc", str(tmp_path), WatchPolicy(include=("/box/*",)))
+    clock = [1000.0]
+    monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
+    service.watch_once(SOURCE, WatchPolicy(include=("/box/*",)))
+    assert 601 not in world.calls
+    world.containers[0] = early
+    for _ in range(3):
+        clock[0] += 5.0
+        service.watch_once(SOURCE, WatchPolicy(include=("/box/*",)))
+    assert world.calls[601] == 1 and "mnt:[601]" in service._seen
