@@ -33,8 +33,9 @@ SKIP_ANNOTATION = "io.containerfs.skip"
 MOUNTPOINT_ANNOTATION = "io.containerfs.mountpoint"
 _TRUE = {"1", "true", "yes", "on"}
 # The same two choices as variables of the container's environment, for engines that pass
-# no annotations to the runtime (Docker before 24, `ctr run`, LXC): `docker run -e`.
-ENVIRONMENT_MARKERS = {"CONTAINERFS_SKIP": SKIP_ANNOTATION, "CONTAINERFS_MOUNTPOINT": MOUNTPOINT_ANNOTATION}
+# no annotations to the runtime (Docker before 24, `ctr run`, LXC): `docker run -e`.  Not
+# CONTAINERFS_MOUNTPOINT: LXC hands lxc.environment to its hooks, where that names the daemon.
+ENVIRONMENT_MARKERS = {"CONTAINERFS_SKIP": SKIP_ANNOTATION, "CONTAINERFS_VIEWS_FROM": MOUNTPOINT_ANNOTATION}
 
 
 def markers_from_environment(environment: Mapping[str, str]) -> dict[str, str]:

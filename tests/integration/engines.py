@@ -175,7 +175,7 @@ class Engines:
         self.image = f"local/{NAME}:1"
         # Only the suite's own daemons (their mountpoints are under root) give these
         # containers views: a packaged daemon watching every container leaves them alone.
-        self.ours = f"CONTAINERFS_MOUNTPOINT={self.root}/*"
+        self.ours = f"CONTAINERFS_VIEWS_FROM={self.root}/*"
         (self.root / "owner.pid").write_text(str(os.getpid()))  # for sweep_dead_sessions
 
     # ----------------------------------------------------------------- start

@@ -512,8 +512,8 @@ def test_parse_environ(text: str, expected: dict) -> None:
         ({"PATH": "/bin"}, "/var/lib/containerfs", False),
         ({"CONTAINERFS_SKIP": "true"}, "/var/lib/containerfs", True),
         ({"CONTAINERFS_SKIP": "0"}, "/var/lib/containerfs", False),
-        ({"CONTAINERFS_MOUNTPOINT": "/tmp/cfseng-x/*"}, "/var/lib/containerfs", True),
-        ({"CONTAINERFS_MOUNTPOINT": "/tmp/cfseng-x/*"}, "/tmp/cfseng-x/mp-routes", False),
+        ({"CONTAINERFS_VIEWS_FROM": "/tmp/cfseng-x/*"}, "/var/lib/containerfs", True),
+        ({"CONTAINERFS_VIEWS_FROM": "/tmp/cfseng-x/*"}, "/tmp/cfseng-x/mp-routes", False),
     ],
 )
 def test_environment_markers_decline_like_annotations(environment: dict, mountpoint: str, declines: bool) -> None:
