@@ -65,6 +65,11 @@ WORKERS = 4
 # How long a new container may go without a runtime state (runc writes it just after the
 # container's init has pivoted) before it is taken as one without annotations.
 STATE_GRACE_SECONDS = 1.0
+# A container created but not started (`runc create`, `ctr run` between its create and
+# start) is still runc's own init: its environment, where CONTAINERFS_SKIP or
+# CONTAINERFS_VIEWS_FROM may say "not this daemon", appears only when it execs.
+CREATED_GRACE_SECONDS = 10.0
+RUNC_INIT_COMM = "runc:["
 # A container is looked at again until a later pass finds its views in place (a runtime
 # still setting up its root can take them away), at most this many attempts, further
 # apart each time, then given up on with a log line saying why.
@@ -211,6 +216,12 @@ class InjectionService:
         log.info("healed views in %d containers in %.0f ms", healed, (time.monotonic() - started) * 1000)
         return healed
 
+    def _not_started(self, pid: int) -> bool:
+        try:
+            return ProcFS(self.proc_root).process(pid).read("comm").startswith(RUNC_INIT_COMM)
+        except OSError:
+            return False  # gone: the next pass finds no container
+
     def _environment_markers(self, pid: int) -> dict[str, str]:
         try:
             return markers_from_environment(ProcFS(self.proc_root).process(pid).environ())
@@ -237,7 +248,8 @@ class InjectionService:
                 marked = self._environment_markers(container.init_pid)
                 if annotations is None and not marked:
                     first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
-                    if time.monotonic() - first < STATE_GRACE_SECONDS:
+                    grace = CREATED_GRACE_SECONDS if self._not_started(container.init_pid) else STATE_GRACE_SECONDS
+                    if time.monotonic() - first < grace:
                         continue  # looked at again on the next pass
                 why = declined({**marked, **(annotations or {})}, self.mountpoint)
                 if why:

@@ -40,7 +40,7 @@ class World:
         self.mounts: dict[int, list[Mount]] = {}
         self.calls: dict[int, int] = {}
         self.behaviour: dict[int, str] = {}  # pid -> "works", "lost once", "hangs", "no sys"
-        self.annotations: dict[int, dict[str, str]] = {}
+        self.annotations: dict[int, dict[str, str] | None] = {}  # None: no runtime state
         monkeypatch.setattr(service_module, "ready_containers", lambda proc_root, resolver: list(self.containers))
         monkeypatch.setattr(service_module, "annotations_of", lambda pid, run_root: self.annotations.get(pid, {}))
         monkeypatch.setattr(service_module, "mounts_of", lambda pid, proc_root: list(self.mounts[pid]))
@@ -183,3 +183,27 @@ def test_a_container_outside_the_policy_is_judged_again_when_its_cgroup_changes(
         clock[0] += 5.0
         service.watch_once(SOURCE, WatchPolicy(include=("/box/*",)))
     assert world.calls[601] == 1 and "mnt:[601]" in service._seen
+
+
+def test_environment_markers_are_awaited_while_the_init_is_still_the_runtimes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(monkeypatch)
+    world.add(601, "works")
+    world.annotations[601] = None  # no runtime state the daemon can find (ctr, Docker's own exec root)
+    proc = tmp_path / "proc" / "601"
+    proc.mkdir(parents=True)
+    (proc / "comm").write_text("runc:[2:INIT]\n")
+    (proc / "environ").write_text("PATH=/bin\0")
+    (tmp_path / "proc" / "self").symlink_to("/proc/self")  # the daemon's own namespaces
+    service = InjectionService(SOURCE.mountpoint, str(tmp_path / "proc"), str(tmp_path), WatchPolicy())
+    clock = [1000.0]
+    monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
+    service.watch_once(SOURCE, WatchPolicy())
+    clock[0] += 2.0  # past the grace for runtime state, not past the one for a created container
+    service.watch_once(SOURCE, WatchPolicy())
+    assert 601 not in world.calls
+    (proc / "comm").write_text("sleep\n")  # started: the container's own environment
+    (proc / "environ").write_text("PATH=/bin\0CONTAINERFS_VIEWS_FROM=/elsewhere/*\0")
+    service.watch_once(SOURCE, WatchPolicy())
+    assert 601 not in world.calls and "mnt:[601]" in service._seen
