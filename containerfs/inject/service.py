@@ -246,9 +246,11 @@ class InjectionService:
             if attempts is None:
                 annotations = annotations_of(container.init_pid, self.run_root)
                 marked = self._environment_markers(container.init_pid)
-                if annotations is None and not marked:
+                # Until the init execs, its environment is the runtime's: markers may still come.
+                not_started = not marked and self._not_started(container.init_pid)
+                if not_started or (annotations is None and not marked):
                     first = self._first_seen.setdefault(container.mnt_ns, time.monotonic())
-                    grace = CREATED_GRACE_SECONDS if self._not_started(container.init_pid) else STATE_GRACE_SECONDS
+                    grace = CREATED_GRACE_SECONDS if not_started else STATE_GRACE_SECONDS
                     if time.monotonic() - first < grace:
                         continue  # looked at again on the next pass
                 why = declined({**marked, **(annotations or {})}, self.mountpoint)

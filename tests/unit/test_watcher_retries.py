@@ -185,12 +185,15 @@ def test_a_container_outside_the_policy_is_judged_again_when_its_cgroup_changes(
     assert world.calls[601] == 1 and "mnt:[601]" in service._seen
 
 
+# None: no runtime state the daemon can find (Docker's own exec root); {}: runc's state
+# without annotations (ctr under containerd, whose runc root is always /run/containerd/runc).
+@pytest.mark.parametrize("annotations", [None, {}])
 def test_environment_markers_are_awaited_while_the_init_is_still_the_runtimes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, annotations: dict[str, str] | None
 ) -> None:
     world = World(monkeypatch)
     world.add(601, "works")
-    world.annotations[601] = None  # no runtime state the daemon can find (ctr, Docker's own exec root)
+    world.annotations[601] = annotations
     proc = tmp_path / "proc" / "601"
     proc.mkdir(parents=True)
     (proc / "comm").write_text("runc:[2:INIT]\n")
